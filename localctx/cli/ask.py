@@ -1,0 +1,59 @@
+"""`localctx ask "QUESTION"`: one answer on stdout, for scripts."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from localctx.cli.common import emit_json, engine_options, json_option
+from localctx.engine import Sampling, load_engine
+from localctx.runconfig import engine_settings
+from localctx.session import Session
+
+
+@click.command()
+@click.argument("question")
+@engine_options
+@click.option("--max-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
+@click.option("--seed", type=int, default=0)
+@json_option
+def ask(
+    question: str,
+    max_tokens: int,
+    temperature: float,
+    seed: int,
+    as_json: bool,
+    **engine_opts: object,
+) -> None:
+    """Answer one question on stdout (streams; --json prints one object at the end)."""
+    settings = engine_settings(**engine_opts)  # type: ignore[arg-type]
+    sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
+    with load_engine(settings) as engine:
+        session = Session(engine)
+        echo = None if as_json else _stream_out
+        result = session.ask(question, sampling, on_text=echo)
+        if as_json:
+            emit_json(
+                {
+                    "answer": result.answer,
+                    "model": engine.model_name,
+                    "model_path": str(settings.model_path),
+                    "prompt_tokens": result.prompt_tokens,
+                    "completion_tokens": result.completion_tokens,
+                    "prefill_tps": round(result.prefill_tps, 2),
+                    "decode_tps": round(result.decode_tps, 2),
+                    "stop_reason": result.stop_reason,
+                    "n_ctx": engine.n_ctx,
+                    "type_k": settings.type_k,
+                    "type_v": settings.type_v,
+                }
+            )
+        else:
+            sys.stdout.write("\n")
+
+
+def _stream_out(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()

@@ -1,0 +1,46 @@
+"""Shared CLI pieces: JSON output and the options several commands take."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def emit_json(obj: Any) -> None:
+    """Print exactly one JSON object on stdout (the CLI contract)."""
+    sys.stdout.write(json.dumps(obj, default=_default) + "\n")
+    sys.stdout.flush()
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "to_json"):
+        return obj.to_json()
+    if hasattr(obj, "__fspath__"):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def json_option(func: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
+
+
+def engine_options(func: F) -> F:
+    """--model/--kv/--ctx/--window/--force/--threads/--gpu-layers, shared by chat, ask, bench."""
+    options = [
+        click.option("--model", "-m", default=None, help="Catalogue name or .gguf path."),
+        click.option("--kv", default=None, help="KV cache type for K and V (f16, q8_0, q4_0, …)."),
+        click.option("--ctx", "n_ctx", type=int, default=None, help="Context size in tokens."),
+        click.option("--window", type=int, default=None, help="Sink-window size in tokens."),
+        click.option("--force", is_flag=True, help="Allow a context above the trained one."),
+        click.option("--threads", type=int, default=None, help="CPU threads (default: all)."),
+        click.option("--gpu-layers", type=int, default=None, help="Layers to offload (-1: all)."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func

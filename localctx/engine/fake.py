@@ -1,0 +1,238 @@
+"""FakeEngine: a deterministic Engine for UI and unit tests (never instead of real-model tests).
+
+Tokens are UTF-8 bytes (token id = byte value); replies come from a queue the test fills with
+`enqueue("text")`, else the engine echoes the last user message. KV operations act on the same
+position mirror the real engine keeps, so window logic can be unit-tested against it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from localctx.engine.base import (
+    ChatMessage,
+    EngineSettings,
+    GenerationStats,
+    KvAllocation,
+    MakeRoom,
+    Sampling,
+    TokenEvent,
+)
+from localctx.errors import EngineFailed
+
+EOG = 256
+
+
+class FakeEngine:
+    def __init__(
+        self,
+        settings: EngineSettings | None = None,
+        *,
+        token_delay: float = 0.0,
+        can_shift: bool = True,
+        bytes_per_token: int = 1024,
+    ) -> None:
+        self.settings = settings or EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096)
+        self.stats = GenerationStats()
+        self.token_delay = token_delay
+        self.replies: deque[str] = deque()
+        self._can_shift = can_shift
+        self._bytes_per_token = bytes_per_token
+        self._pos: list[int | None] = []
+        self._last_prompt = ""
+        self.closed = False
+
+    def enqueue(self, *replies: str) -> None:
+        self.replies.extend(replies)
+
+    # model facts
+    @property
+    def n_ctx(self) -> int:
+        return self.settings.n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return EOG + 1
+
+    @property
+    def model_name(self) -> str:
+        return "fake"
+
+    @property
+    def chat_template_source(self) -> str:
+        return "fake"
+
+    # text
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(t for t in tokens if t < EOG).decode("utf-8", errors="replace")
+
+    def token_piece(self, token: int) -> bytes:
+        return bytes([token]) if token < EOG else b""
+
+    def format_chat(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> str:
+        text = "".join(f"<{m['role']}>{m['content']}\n" for m in messages)
+        return text + ("<assistant>" if add_generation_prompt else "")
+
+    def is_eog(self, token: int) -> bool:
+        return token == EOG
+
+    # decoding
+    @property
+    def n_past(self) -> int:
+        return len(self._pos)
+
+    @property
+    def tokens(self) -> list[int]:
+        return [t for t in self._pos if t is not None]
+
+    @property
+    def cells_used(self) -> int:
+        return sum(t is not None for t in self._pos)
+
+    def decode(self, tokens: Sequence[int], *, make_room: MakeRoom | None = None) -> None:
+        step = self.settings.n_batch
+        for i in range(0, len(tokens), step):
+            chunk = list(tokens[i : i + step])
+            if make_room:
+                make_room(len(chunk))
+            if self.cells_used + len(chunk) > self.n_ctx:
+                raise EngineFailed("the KV cache is full")
+            self._pos.extend(chunk)
+        self.stats.prefill_tokens = len(tokens)
+        self.stats.prefill_seconds = max(len(tokens), 1) * 1e-5
+        self._last_prompt = self.detokenize(self.tokens)
+
+    def decode_all_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        self.decode(tokens)
+        return np.zeros((len(tokens), self.n_vocab), dtype=np.float32)
+
+    def last_logits(self) -> np.ndarray:
+        logits = np.zeros(self.n_vocab, dtype=np.float32)
+        if self._pos and self._pos[-1] is not None:
+            logits[self._pos[-1]] = 1.0
+        return logits
+
+    def generate(
+        self,
+        sampling: Sampling,
+        *,
+        cancel: threading.Event | None = None,
+        make_room: MakeRoom | None = None,
+    ) -> Iterator[TokenEvent]:
+        reply = self.replies.popleft() if self.replies else self._echo()
+        data = reply.encode("utf-8")
+        self.stats.decode_tokens = 0
+        self.stats.stop_reason = "eog"
+        start = time.perf_counter()
+        for index, token in enumerate(data[: sampling.max_tokens]):
+            if cancel is not None and cancel.is_set():
+                self.stats.stop_reason = "cancelled"
+                return
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            yield TokenEvent(
+                token, bytes([token]).decode("latin-1") if token < 128 else "", index, self.n_past
+            )
+            if make_room:
+                make_room(1)
+            self._pos.append(token)
+            self.stats.decode_tokens += 1
+            self.stats.decode_seconds = time.perf_counter() - start
+        if len(data) > sampling.max_tokens:
+            self.stats.stop_reason = "length"
+
+    def _echo(self) -> str:
+        last_user = self._last_prompt.rsplit("<user>", 1)[-1].split("\n", 1)[0]
+        return f"echo: {last_user}"
+
+    # KV operations
+    def kv_remove(self, p0: int, p1: int) -> bool:
+        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
+        for p in range(max(p0, 0), end):
+            self._pos[p] = None
+        while self._pos and self._pos[-1] is None:
+            self._pos.pop()
+        return True
+
+    def kv_shift(self, p0: int, p1: int, delta: int) -> None:
+        if not self._can_shift:
+            raise EngineFailed("this model's KV cache cannot be shifted")
+        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
+        moved = {
+            p + delta: self._pos[p] for p in range(max(p0, 0), end) if self._pos[p] is not None
+        }
+        for p in range(max(p0, 0), end):
+            self._pos[p] = None
+        for p, tok in moved.items():
+            if p >= len(self._pos):
+                self._pos.extend([None] * (p + 1 - len(self._pos)))
+            if p >= 0:
+                self._pos[p] = tok
+        while self._pos and self._pos[-1] is None:
+            self._pos.pop()
+
+    def kv_clear(self) -> None:
+        self._pos = []
+
+    @property
+    def can_shift(self) -> bool:
+        return self._can_shift
+
+    def pos_range(self) -> tuple[int, int]:
+        held = [p for p, t in enumerate(self._pos) if t is not None]
+        return (held[0], held[-1]) if held else (-1, -1)
+
+    def kv_allocation(self) -> KvAllocation:
+        total = self.n_ctx * self._bytes_per_token
+        return KvAllocation(total, total // 2, total // 2, (self.n_ctx,))
+
+    # state
+    def state_get(self) -> bytes:
+        return bytes(self.tokens)
+
+    def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
+        self._pos = list(tokens)
+
+    def state_save(self, path: Path) -> int:
+        data = bytes(t for t in self.tokens if t < EOG)
+        path.write_bytes(data)
+        return len(data)
+
+    def state_load(self, path: Path) -> list[int]:
+        self._pos = list(path.read_bytes())
+        return self.tokens
+
+    # lifetime
+    def backend_info(self) -> dict[str, Any]:
+        return {
+            "backend": "fake",
+            "gpu_offload": False,
+            "rpc": False,
+            "n_gpu_layers": 0,
+            "system_info": "fake",
+            "flash_attn": False,
+            "type_k": self.settings.type_k,
+            "type_v": self.settings.type_v,
+            "notes": [],
+        }
+
+    def close(self) -> None:
+        self.closed = True
+
+    def __enter__(self) -> FakeEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Readings of RAM, VRAM, KV regions, throughput and store sizes. Never blocks the decode loop."""

