@@ -1,0 +1,49 @@
+"""EvictedSegment: what the sink window removed from the KV cache, exactly.
+
+The KV policy produces these; the memory tier consumes them (verbatim to the recall store,
+then summarized). Nothing evicted may vanish silently: segments wait in an EvictionQueue
+until a consumer takes them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class EvictedSegment:
+    seq: int  # 0, 1, 2, … per policy: the order of evictions
+    stream_start: int  # index of the first evicted token among all tokens ever decoded
+    stream_end: int  # exclusive
+    positions: tuple[int, int]  # KV positions [p0, p1) it held when evicted
+    tokens: tuple[int, ...]
+    text: str
+    message_ids: tuple[int, ...]  # the messages these tokens came from (may be partial)
+
+    @property
+    def n_tokens(self) -> int:
+        return len(self.tokens)
+
+
+class EvictionQueue:
+    """A thread-safe FIFO of segments; `drain()` hands all pending ones to the consumer."""
+
+    def __init__(self) -> None:
+        self._items: deque[EvictedSegment] = deque()
+        self._lock = threading.Lock()
+
+    def put(self, segment: EvictedSegment) -> None:
+        with self._lock:
+            self._items.append(segment)
+
+    def drain(self) -> list[EvictedSegment]:
+        with self._lock:
+            items = list(self._items)
+            self._items.clear()
+            return items
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._items)
