@@ -1,0 +1,1 @@
+"""Benchmark bodies behind `localctx bench …`: measured figures, never asserted in tests."""
