@@ -7,6 +7,7 @@ LOCALCTX_DEBUG=1.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Any
@@ -44,6 +45,10 @@ class _Group(click.Group):
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """Long-context chat over a whole codebase, on your own machine (llama.cpp)."""
+    logging.basicConfig(
+        level=logging.DEBUG if os.environ.get("LOCALCTX_DEBUG") else logging.WARNING,
+        format="localctx: %(message)s",
+    )
     if ctx.invoked_subcommand is None:
         ctx.invoke(chat)
 

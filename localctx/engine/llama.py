@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import codecs
 import ctypes
+import logging
 import os
 import threading
 import time
@@ -37,6 +38,7 @@ from localctx.errors import BadInput, ContextTooLarge, EngineFailed
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import GgufInfo, read_gguf
 
+log = logging.getLogger("localctx.engine")
 _backend_ready = False
 _backend_lock = threading.Lock()
 
@@ -458,6 +460,14 @@ class LlamaEngine:
             raise ContextTooLarge(
                 f"context {settings.n_ctx} is above {meta.name}'s trained {trained}; "
                 "pass --force to run it anyway (RoPE scaling is then in effect and quality drops)"
+            )
+        if trained and settings.n_ctx > trained:
+            log.warning(
+                "context %d is above the trained %d: RoPE scaling is in effect, expect lower "
+                "quality past %d tokens",
+                settings.n_ctx,
+                trained,
+                trained,
             )
 
 
