@@ -1,0 +1,668 @@
+"""LocalctxApp: the chat app — owns the loaded engine and session, runs every blocking call in
+a thread worker, and turns the workers' messages into widget updates.
+
+Threads and the model: one turn at a time uses the model (`_model_lock`, held by generation
+and summarization); the gauge sampler never takes it, so reading the gauge cannot slow a
+reply. Swapping or closing the engine takes `_engine_lock`, which the sampler also holds while
+it reads, so a reading never touches a freed llama context. Failures of any worker arrive in
+one Worker.StateChanged handler and become a notice; the transcript is never lost.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding, BindingType
+from textual.worker import Worker, WorkerState
+
+from localctx.engine.base import Engine
+from localctx.errors import BadInput, LocalctxError
+from localctx.tui import parts
+from localctx.tui.commands import Command, CommandError, help_markdown, is_command, parse_command
+from localctx.tui.messages import (
+    CommandAnswered,
+    ContextChanged,
+    GaugeSampled,
+    GenerationFinished,
+    GenerationStarted,
+    IngestFinished,
+    IngestProgressed,
+    ModelLoaded,
+    SegmentEvicted,
+    SessionSaved,
+    TokensGenerated,
+    TurnFigures,
+)
+from localctx.tui.screens.chat import ChatScreen
+from localctx.tui.screens.help import HelpScreen
+from localctx.tui.screens.memory import MemoryScreen
+from localctx.tui.screens.pull import PullScreen
+from localctx.tui.settings import ChatSettings
+from localctx.tui.streaming import TokenBatcher
+from localctx.tui.views import context_view, gauge_view, snippet_of
+from localctx.tui.widgets.chat.prompt import PromptHistory, PromptInput
+from localctx.tui.widgets.chat.status import StatusLine
+from localctx.tui.widgets.chat.transcript import (
+    CommandAnswer,
+    Reply,
+    ReplyFooter,
+    Transcript,
+    UserMessage,
+)
+from localctx.tui.widgets.context.panel import ContextPanel
+from localctx.tui.widgets.gauge.panel import GaugeLine, GaugePanel
+
+# Closing the engine while a turn still decodes would free memory the turn is using; on exit
+# we wait this long for the turn to notice its cancel flag (it checks before every token).
+_TURN_STOP_TIMEOUT = 30.0
+
+
+class LocalctxApp(App[str | None]):
+    """Returns (from run()) a line to print after exit, e.g. why the session was not saved."""
+
+    CSS_PATH = "app.tcss"
+    TITLE = "localctx"
+    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (84, "-wide")]
+    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (24, "-tall")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Stop reply", show=False),
+        Binding("ctrl+c", "cancel", "Stop", priority=True, show=False),
+        Binding("ctrl+q", "quit", "Quit", priority=True),
+        Binding("f1", "help", "Help"),
+        Binding("f2", "toggle_gauge", "Gauge"),
+        Binding("f3", "memory", "Memory"),
+    ]
+
+    def __init__(
+        self,
+        settings: ChatSettings,
+        *,
+        engine: Engine | None = None,
+        engine_factory: parts.EngineFactory | None = None,
+        session: Any = None,
+        session_factory: parts.SessionFactory | None = None,
+        sampler_factory: parts.SamplerFactory | None = None,
+        history: PromptHistory | None = None,
+    ) -> None:
+        super().__init__()
+        self.settings = settings
+        self.engine: Engine | None = engine
+        self.session: Any = session
+        self.sampler: parts.Sampler | None = None
+        self._engine_factory = engine_factory
+        self._session_factory = session_factory or parts.default_session
+        self._sampler_factory = sampler_factory or parts.default_sampler
+        self._history = history or PromptHistory()
+        self._model_lock = threading.Lock()
+        self._engine_lock = threading.Lock()
+        self._turn_idle = threading.Event()
+        self._turn_idle.set()
+        self._cancel: threading.Event | None = None
+        self._owned_engine: Engine | None = None  # loaded here, so closed here
+        self._reply: Reply | None = None
+        self._last_eviction: Any = None
+        self._sampling = False
+        self._last_sample = 0.0
+        self._streamed_tokens = 0
+        self.generating = False
+        self.loading = False
+        self.readings = 0  # gauge readings drawn (tests wait on it)
+
+    # ------------------------------------------------------------------ layout and start
+    def get_default_screen(self) -> ChatScreen:
+        return ChatScreen(self._history)
+
+    def _chat_screen(self) -> ChatScreen:
+        for screen in self.screen_stack:
+            if isinstance(screen, ChatScreen):
+                return screen
+        raise RuntimeError("the chat screen is not mounted")
+
+    def widget(self, kind: type[Any]) -> Any:
+        return self._chat_screen().query_one(kind)
+
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        # The default screen composes after the app mounts; start once its widgets exist.
+        self.call_after_refresh(self._start)
+
+    def _start(self) -> None:
+        if not self.settings.show_gauge:
+            self._chat_screen().add_class("-no-side")
+        status = self.widget(StatusLine)
+        status.session_name = self.settings.session_name or ""
+        self._show_settings(status)
+        self.set_interval(self.settings.gauge_busy_interval, self._gauge_tick)
+        if self.engine is not None:
+            self.load_model(self.settings, reuse_engine=True)
+        elif self.settings.engine is None:
+            self._offer_pull()
+        else:
+            self.load_model(self.settings)
+
+    def _show_settings(self, status: StatusLine) -> None:
+        engine = self.settings.engine
+        if engine is not None:
+            status.model = self.settings.model_name or engine.model_path.stem
+            status.kv = (
+                engine.type_k
+                if engine.type_k == engine.type_v
+                else (f"{engine.type_k}/{engine.type_v}")
+            )
+            status.n_ctx = engine.n_ctx
+        status.window = self.settings.window
+
+    def _offer_pull(self) -> None:
+        from localctx.models.catalogue import Catalogue
+
+        entry = Catalogue.load().default
+        self.widget(StatusLine).activity = f"no model installed: {entry.name}"
+
+        def pulled(ok: bool | None) -> None:
+            if ok:
+                self.load_model(self.settings, resolve=True)
+            else:
+                self.notify(
+                    f"no model loaded; run `localctx models pull {entry.name}` and restart",
+                    severity="warning",
+                    timeout=10,
+                )
+
+        self.push_screen(PullScreen(entry), pulled)
+
+    # ------------------------------------------------------------------ model loading
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="load")
+    def load_model(
+        self,
+        settings: ChatSettings,
+        *,
+        reuse_engine: bool = False,
+        resolve: bool = False,
+        carry: list[Any] | None = None,
+    ) -> None:
+        self._open(settings, reuse_engine=reuse_engine, resolve=resolve, carry=carry)
+
+    def _open(
+        self,
+        settings: ChatSettings,
+        *,
+        reuse_engine: bool = False,
+        resolve: bool = False,
+        carry: list[Any] | None = None,
+    ) -> None:
+        """Load (or reuse) the engine, open the session on it, and post ModelLoaded (thread)."""
+        self.loading = True
+        self.call_from_thread(self._set_activity, "loading model…")
+        start = time.perf_counter()
+        if resolve:
+            settings = parts.reload_settings(settings)
+        with self._model_lock:
+            engine = self.engine
+            if not reuse_engine or engine is None:
+                if settings.engine is None or self._engine_factory is None:
+                    raise BadInput("no model to load")
+                new_engine = self._engine_factory(settings.engine)
+                with self._engine_lock:
+                    old, self.engine = self.engine, new_engine
+                    self.sampler = None
+                    if old is not None and old is self._owned_engine:
+                        old.close()
+                    self._owned_engine = new_engine
+                engine = new_engine
+            session = self._session_factory(engine, settings)
+            if carry and hasattr(session, "messages") and not session.messages:
+                session.messages.extend(carry)
+            sampler = self._sampler_factory(engine, session)
+        self.settings = settings
+        self.sampler = sampler
+        self.post_message(ModelLoaded(engine, session, time.perf_counter() - start))
+
+    async def on_model_loaded(self, message: ModelLoaded) -> None:
+        self.loading = False
+        self.session = message.session
+        engine = message.engine
+        status = self.widget(StatusLine)
+        self._show_settings(status)
+        status.model = getattr(engine, "model_name", "") or status.model
+        info = engine.backend_info()
+        status.backend = str(info.get("backend", ""))
+        status.n_ctx = engine.n_ctx
+        window = getattr(getattr(message.session, "policy", None), "window", None)
+        status.window = window or self.settings.window
+        status.session_name = self.settings.session_name or ""
+        self._set_activity(f"ready · loaded in {message.seconds:.1f} s")
+        transcript = self.widget(Transcript)
+        if not transcript.children:
+            for m in getattr(message.session, "messages", []):
+                await self._show_past_message(transcript, m)
+        self._refresh_context()
+        self._last_sample = 0.0
+
+    async def _show_past_message(self, transcript: Transcript, m: Any) -> None:
+        if m.get("role") == "user":
+            await transcript.add(UserMessage(m.get("content", "")))
+        elif m.get("role") == "assistant":
+            reply = await transcript.start_reply()
+            await reply.write(m.get("content", ""))
+            await reply.finish()
+
+    def _set_activity(self, text: str) -> None:
+        self.widget(StatusLine).activity = text
+
+    # ------------------------------------------------------------------ a turn
+    async def on_prompt_input_submitted(self, event: PromptInput.Submitted) -> None:
+        text = event.text
+        if not text.strip():
+            return  # an empty prompt is ignored, not sent
+        prompt = self.widget(PromptInput)
+        if is_command(text):
+            prompt.take()
+            await self.run_command(text.strip())
+            return
+        if self.generating:
+            self.notify("a reply is still streaming: Esc stops it", severity="warning")
+            return
+        if self.session is None:
+            self.notify("the model is still loading; your text is kept", severity="warning")
+            return
+        prompt.take()
+        transcript = self.widget(Transcript)
+        await transcript.add(UserMessage(text))
+        self._reply = await transcript.start_reply()
+        self.generating = True
+        self._streamed_tokens = 0
+        self._set_activity("reading the prompt…")
+        self._last_sample = 0.0
+        self.run_turn(text)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="generation", description="reply")
+    def run_turn(self, text: str) -> None:
+        """Stream one reply; post batches of text a few times a second, never per token."""
+        cancel = self._cancel = threading.Event()
+        self._turn_idle.clear()
+        try:
+            with self._model_lock:
+                session, engine = self.session, self.engine
+                self.post_message(GenerationStarted(text))
+                batcher = TokenBatcher(self.settings.token_flush_interval)
+                for event in session.stream(text, self.settings.sampling, cancel=cancel):
+                    flushed = batcher.add(event.text, time.monotonic())
+                    if flushed is not None:
+                        self.post_message(TokensGenerated(*flushed))
+                        self._check_eviction(session)
+                tail = batcher.flush()
+                if tail is not None:
+                    self.post_message(TokensGenerated(*tail))
+                self._check_eviction(session)
+                stats = engine.stats
+                figures = TurnFigures(
+                    prompt_tokens=getattr(session, "_last_prompt_tokens", stats.prefill_tokens),
+                    completion_tokens=stats.decode_tokens,
+                    prefill_tps=stats.prefill_tps,
+                    decode_tps=stats.decode_tps,
+                    stop_reason="cancelled" if cancel.is_set() else stats.stop_reason,
+                )
+            self.post_message(GenerationFinished(figures))
+        finally:
+            self._turn_idle.set()
+        self._summarize_pending(session)
+
+    def _check_eviction(self, session: Any) -> None:
+        eviction = getattr(session, "last_eviction", None)
+        if eviction is not None and eviction is not self._last_eviction:
+            self._last_eviction = eviction
+            self.post_message(SegmentEvicted(eviction))
+
+    def _summarize_pending(self, session: Any) -> None:
+        """Summaries of evicted segments are written between turns, never during one."""
+        summarize = getattr(session, "summarize_pending", None)
+        if summarize is None:
+            return
+        with self._model_lock:
+            summarize()
+        self.post_message(ContextChanged())
+
+    def on_generation_started(self, message: GenerationStarted) -> None:
+        self._set_activity("reading the prompt…")
+
+    async def on_tokens_generated(self, message: TokensGenerated) -> None:
+        self._streamed_tokens += message.n_tokens
+        if self._reply is not None:
+            await self._reply.write(message.text)
+        self._set_activity(f"generating · {self._streamed_tokens} tokens · Esc stops")
+
+    async def on_generation_finished(self, message: GenerationFinished) -> None:
+        f = message.figures
+        stopped = " · stopped" if f.stop_reason == "cancelled" else ""
+        cut = " · hit max tokens" if f.stop_reason == "length" else ""
+        footer = (
+            f"{f.prompt_tokens:,} prompt · {f.completion_tokens:,} reply tokens · "
+            f"prefill {f.prefill_tps:.0f} tok/s · decode {f.decode_tps:.1f} tok/s{stopped}{cut}"
+        )
+        await self._end_reply(footer)
+        self._set_activity("ready" + stopped)
+
+    async def _end_reply(self, footer: str, *, failed: bool = False) -> None:
+        reply, self._reply = self._reply, None
+        self.generating = False
+        self._cancel = None
+        if reply is not None:
+            await reply.finish()
+            if not reply.text:
+                await reply.write("*(no reply)*" if not failed else "*(failed)*")
+                await reply.finish()
+            await self.widget(Transcript).add(ReplyFooter(footer, failed=failed))
+        self._refresh_context()
+        self._last_sample = 0.0  # the cache changed: take a reading now
+
+    def on_segment_evicted(self, message: SegmentEvicted) -> None:
+        self._refresh_context()
+
+    def on_context_changed(self, message: ContextChanged) -> None:
+        self._refresh_context()
+
+    def _refresh_context(self) -> None:
+        self.widget(ContextPanel).view = context_view(self.session)
+
+    def action_cancel(self) -> None:
+        if self.generating and self._cancel is not None:
+            self._cancel.set()
+            self._set_activity("stopping…")
+            return
+        if len(self.screen_stack) > 1:
+            self.pop_screen()
+            return
+        focused = self.focused
+        if isinstance(focused, PromptInput) and focused.selected_text:
+            self.copy_to_clipboard(focused.selected_text)
+            return
+        self.notify("nothing to stop · Ctrl+Q quits", timeout=2)
+
+    # ------------------------------------------------------------------ gauge
+    def _gauge_tick(self) -> None:
+        if self.sampler is None or self._sampling:
+            return
+        busy = self.generating or self.loading
+        interval = self.settings.gauge_busy_interval if busy else self.settings.gauge_idle_interval
+        now = time.monotonic()
+        if now - self._last_sample < interval * 0.9:
+            return
+        self._last_sample, self._sampling = now, True
+        self.sample_gauge()
+
+    @work(thread=True, exit_on_error=False, group="gauge", description="gauge")
+    def sample_gauge(self) -> None:
+        try:
+            with self._engine_lock:
+                sampler = self.sampler
+                reading = sampler.sample() if sampler is not None else None
+            if reading is not None:
+                self.post_message(GaugeSampled(reading))
+        finally:
+            self._sampling = False
+
+    def on_gauge_sampled(self, message: GaugeSampled) -> None:
+        view = gauge_view(message.reading)
+        self.widget(GaugePanel).view = view
+        self.widget(GaugeLine).view = view
+        self.readings += 1
+        if not self.generating:
+            self._refresh_context()  # summaries written in the background show up here
+
+    def action_toggle_gauge(self) -> None:
+        self._chat_screen().toggle_class("-no-side")
+
+    # ------------------------------------------------------------------ commands
+    async def run_command(self, text: str) -> None:
+        parsed = parse_command(text)
+        if isinstance(parsed, CommandError):
+            self.notify(parsed.message, severity="warning", title="command")
+            return
+        handler = getattr(self, f"_command_{parsed.name}")
+        await handler(parsed)
+
+    async def _answer(self, title: str, markdown: str) -> None:
+        await self.widget(Transcript).add(CommandAnswer(title, markdown))
+
+    async def on_command_answered(self, message: CommandAnswered) -> None:
+        await self._answer(message.title, message.markdown)
+        self._refresh_context()
+
+    def _needs_idle(self, what: str) -> bool:
+        if self.generating or self.loading:
+            self.notify(f"{what} waits until the reply or load finishes", severity="warning")
+            return False
+        return True
+
+    async def _command_help(self, command: Command) -> None:
+        await self._answer("", help_markdown())
+
+    async def _command_clear(self, command: Command) -> None:
+        if not self._needs_idle("/clear"):
+            return
+        await self.widget(Transcript).remove_children()
+        clear = getattr(self.session, "clear", None)
+        if clear is not None:
+            clear()
+            self._refresh_context()
+        elif self.engine is not None:
+            self.load_model(self.settings, reuse_engine=True)
+        self.notify("conversation cleared; memory is kept")
+
+    async def _command_model(self, command: Command) -> None:
+        if self._needs_idle("/model"):
+            self._reload(model=command.arg)
+
+    async def _command_kv(self, command: Command) -> None:
+        from localctx.kv.types import cache_type
+
+        try:
+            cache_type(command.arg)
+        except LocalctxError as exc:
+            self.notify(str(exc), severity="error", title="/kv")
+            return
+        if self._needs_idle("/kv"):
+            self._reload(kv=command.arg)
+
+    def _reload(self, **changes: Any) -> None:
+        carry = list(getattr(self.session, "messages", []))
+        try:
+            settings = parts.reload_settings(self.settings, **changes)
+        except LocalctxError as exc:
+            self.notify(str(exc), severity="error", title="reload")
+            return
+        self.load_model(settings, carry=carry)
+
+    async def _command_window(self, command: Command) -> None:
+        if not self._needs_idle("/window"):
+            return
+        engine = self.settings.engine
+        if engine is not None and command.number >= engine.n_ctx:
+            self.notify(
+                f"a window of {command.number} does not fit a context of {engine.n_ctx}",
+                severity="error",
+            )
+            return
+        carry = list(getattr(self.session, "messages", []))
+        self.load_model(
+            replace(self.settings, window=command.number), reuse_engine=True, carry=carry
+        )
+
+    async def _command_session(self, command: Command) -> None:
+        if not self._needs_idle("/session"):
+            return
+        self.switch_session(command.arg)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="session")
+    def switch_session(self, name: str) -> None:
+        note = parts.save_session(self.session)
+        self.post_message(CommandAnswered("/session", f"{note}; opening session **{name}**"))
+        self.call_from_thread(self._clear_transcript)
+        self._open(replace(self.settings, session_name=name), reuse_engine=True)
+
+    async def _clear_transcript(self) -> None:
+        await self.widget(Transcript).remove_children()
+
+    async def _command_plan(self, command: Command) -> None:
+        self.run_blocking("/plan", lambda: parts.plan_markdown(self.settings))
+
+    async def _command_remember(self, command: Command) -> None:
+        self.run_blocking("/remember", lambda: parts.remember(self.session, command.arg))
+
+    async def _command_forget(self, command: Command) -> None:
+        self.run_blocking("/forget", lambda: parts.forget(self.session, command.arg))
+
+    async def _command_recall(self, command: Command) -> None:
+        def recall() -> str:
+            hits = [snippet_of(h) for h in parts.recall(self.session, command.arg)]
+            if not hits:
+                return f"nothing in memory matches '{command.arg}'"
+            return "\n".join(f"- **{s.source}**: {' '.join(s.text.split())[:300]}" for s in hits)
+
+        self.run_blocking("/recall", recall)
+
+    async def _command_memory(self, command: Command) -> None:
+        self.action_memory()
+
+    async def _command_ingest(self, command: Command) -> None:
+        try:
+            path = parts.check_repo(command.arg)
+        except LocalctxError as exc:
+            self.notify(str(exc), severity="error", title="/ingest")
+            return
+        await self._answer("/ingest", f"indexing `{path}`…")
+        self.ingest_repo(path, attach=False)
+
+    async def _command_repo(self, command: Command) -> None:
+        try:
+            path = parts.check_repo(command.arg)
+        except LocalctxError as exc:
+            self.notify(str(exc), severity="error", title="/repo")
+            return
+        await self._answer("/repo", f"indexing and attaching `{path}`…")
+        self.ingest_repo(path, attach=True)
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="ingest", description="ingest")
+    def ingest_repo(self, path: Any, attach: bool) -> None:
+        def progress(done: int, total: int | None, current: str = "") -> None:
+            self.post_message(IngestProgressed(done, total, str(current)))
+
+        summary = parts.ingest(path, progress)
+        if attach:
+            with self._model_lock:
+                summary += "; " + parts.attach_repo(self.session, path)
+        self.post_message(IngestFinished(summary, path))
+
+    def on_ingest_progressed(self, message: IngestProgressed) -> None:
+        total = f"/{message.total}" if message.total else ""
+        self._set_activity(f"indexing {message.done}{total} files · {message.current}")
+
+    async def on_ingest_finished(self, message: IngestFinished) -> None:
+        self._set_activity("ready")
+        await self._answer("ingest", message.summary)
+        if message.repo is not None:
+            self.settings = replace(self.settings, repo=message.repo)
+        self._refresh_context()
+
+    @work(thread=True, exit_on_error=False, group="command", description="command")
+    def run_blocking(self, title: str, call: Any) -> None:
+        self.post_message(CommandAnswered(title, call()))
+
+    # ------------------------------------------------------------------ screens
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def action_memory(self) -> None:
+        if isinstance(self.screen, MemoryScreen):
+            self.pop_screen()
+        elif self.session is None:
+            self.notify("the memory screen opens once the model is loaded", severity="warning")
+        else:
+            self.push_screen(MemoryScreen(self.session))
+
+    # ------------------------------------------------------------------ failures
+    async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """The one place worker failures land: a notice, and the UI back to a usable state."""
+        if event.state is not WorkerState.ERROR:
+            return
+        worker, error = event.worker, event.worker.error
+        text = (
+            str(error) if isinstance(error, LocalctxError) else f"{type(error).__name__}: {error}"
+        )
+        self.notify(text, title=f"{worker.description} failed", severity="error", timeout=8)
+        if worker.group == "generation":
+            self._turn_idle.set()
+            await self._end_reply(f"failed: {text}", failed=True)
+            self._set_activity("ready · last reply failed")
+        elif worker.group == "model":
+            self.loading = False
+            self._set_activity("model not loaded" if self.session is None else "ready")
+        elif worker.group == "ingest":
+            self._set_activity("ready · ingest failed")
+        elif worker.group == "save":
+            self.exit(f"localctx: session not saved: {text}")
+
+    # ------------------------------------------------------------------ quitting
+    async def action_quit(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self._set_activity("saving session…")
+        self.save_and_exit()
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="save", description="save")
+    def save_and_exit(self) -> None:
+        self._turn_idle.wait(_TURN_STOP_TIMEOUT)
+        note = parts.save_session(self.session) if self.session is not None else ""
+        self.post_message(SessionSaved(note))
+
+    def on_session_saved(self, message: SessionSaved) -> None:
+        self.exit(None)
+
+    def on_unmount(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self._turn_idle.wait(_TURN_STOP_TIMEOUT)
+        with self._engine_lock:
+            self.sampler = None
+            if self._owned_engine is not None:
+                self._owned_engine.close()
+                self._owned_engine = None
+
+
+def make_app(
+    settings: ChatSettings,
+    *,
+    engine: Engine | None = None,
+    engine_factory: parts.EngineFactory | None = None,
+    session: Any = None,
+    session_factory: parts.SessionFactory | None = None,
+    sampler_factory: parts.SamplerFactory | None = None,
+    history: PromptHistory | None = None,
+) -> LocalctxApp:
+    """The app with its parts: the CLI passes the real loader, tests pass a FakeEngine.
+
+    Give `engine` to use an already-loaded engine (the caller closes it), or `engine_factory`
+    to let the app load `settings.engine` in a worker (the app closes what it loaded).
+    """
+    if engine is None and engine_factory is None:
+        from localctx.engine import load_engine
+
+        engine_factory = load_engine
+    return LocalctxApp(
+        settings,
+        engine=engine,
+        engine_factory=engine_factory,
+        session=session,
+        session_factory=session_factory,
+        sampler_factory=sampler_factory,
+        history=history,
+    )
+
+
+__all__ = ["BadInput", "LocalctxApp", "make_app"]

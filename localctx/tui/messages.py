@@ -1,0 +1,149 @@
+"""Messages the workers post to the UI, each named for what happened (past tense).
+
+Workers never touch widgets: they post one of these and the app routes it. A reading that goes
+stale (GaugeSampled) is replaceable, so when frames fall behind the queue keeps only the newest
+one instead of replaying old memory figures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+class ModelLoaded(Message):
+    """A model finished loading; the session built on it is ready for turns."""
+
+    def __init__(self, engine: Any, session: Any, seconds: float) -> None:
+        super().__init__()
+        self.engine = engine
+        self.session = session
+        self.seconds = seconds
+
+
+class ModelPullProgressed(Message):
+    """Bytes of a model pull written so far."""
+
+    def __init__(self, done: int, total: int) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, ModelPullProgressed)
+
+
+class ModelPulled(Message):
+    """A model pull finished (or found the file already present)."""
+
+    def __init__(self, path: Any, downloaded: bool) -> None:
+        super().__init__()
+        self.path = path
+        self.downloaded = downloaded
+
+
+class GenerationStarted(Message):
+    """A turn began: the prompt is being prefilled."""
+
+    def __init__(self, prompt: str) -> None:
+        super().__init__()
+        self.prompt = prompt
+
+
+class TokensGenerated(Message):
+    """A batch of streamed reply text (several tokens, a few batches per second)."""
+
+    def __init__(self, text: str, n_tokens: int) -> None:
+        super().__init__()
+        self.text = text
+        self.n_tokens = n_tokens
+
+
+@dataclass(frozen=True)
+class TurnFigures:
+    prompt_tokens: int
+    completion_tokens: int
+    prefill_tps: float
+    decode_tps: float
+    stop_reason: str
+
+
+class GenerationFinished(Message):
+    """A turn ended: eog, length or cancelled. The transcript is final for this reply."""
+
+    def __init__(self, figures: TurnFigures) -> None:
+        super().__init__()
+        self.figures = figures
+
+
+class SegmentEvicted(Message):
+    """The sink window evicted a block; `segment` is the EvictedSegment (text, positions)."""
+
+    def __init__(self, segment: Any) -> None:
+        super().__init__()
+        self.segment = segment
+
+
+class GaugeSampled(Message):
+    """A fresh gauge reading. Replaceable: only the newest pending reading is drawn."""
+
+    def __init__(self, reading: Any) -> None:
+        super().__init__()
+        self.reading = reading
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, GaugeSampled)
+
+
+class ContextChanged(Message):
+    """What the model sees changed (recall, summary, eviction): redraw the context panel."""
+
+
+class IngestProgressed(Message):
+    """Files walked so far in an /ingest run. Replaceable like a gauge reading."""
+
+    def __init__(self, done: int, total: int | None, current: str) -> None:
+        super().__init__()
+        self.done = done
+        self.total = total
+        self.current = current
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, IngestProgressed)
+
+
+class IngestFinished(Message):
+    """An /ingest or /repo run finished; `summary` is one line for the transcript."""
+
+    def __init__(self, summary: str, repo: Any = None) -> None:
+        super().__init__()
+        self.summary = summary
+        self.repo = repo
+
+
+class CommandAnswered(Message):
+    """A slash command that ran in a worker finished; its answer goes in the transcript."""
+
+    def __init__(self, title: str, markdown: str) -> None:
+        super().__init__()
+        self.title = title
+        self.markdown = markdown
+
+
+class MemoryListed(Message):
+    """Rows for the memory screen (a browse or a search finished)."""
+
+    def __init__(self, query: str, rows: list[Any]) -> None:
+        super().__init__()
+        self.query = query
+        self.rows = rows
+
+
+class SessionSaved(Message):
+    """The session (messages, summary, KV snapshot) was written; `where` says what."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__()
+        self.where = where

@@ -1,0 +1,127 @@
+"""MemoryScreen (F3, /memory): browse and search the memory tiers, pin an item, forget one.
+
+The rows come from the session's memory (recall store: messages and evicted segments with
+their summaries; archival: repo chunks; core: pinned facts). Searching and deleting run in a
+thread worker: a BM25 query over a large archival store can take longer than a frame.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Vertical
+from textual.screen import Screen
+from textual.widgets import DataTable, Footer, Input, Static
+from textual.worker import Worker, WorkerState
+
+from localctx.tui import parts
+from localctx.tui.messages import CommandAnswered, MemoryListed
+from localctx.tui.views import _get, snippet_of
+
+TEXT_COLUMN_CHARS = 120
+
+
+def row_cells(item: Any) -> tuple[str, str, str, str]:
+    """(id, tier, source, first line of text) for one memory item (pure)."""
+    snippet = snippet_of(item)
+    ident = _get(item, "id", "rowid", "seq")
+    tier = _get(item, "tier", "kind", "store") or "memory"
+    first = " ".join(snippet.text.split())[:TEXT_COLUMN_CHARS]
+    return (str(ident) if ident is not None else "—", str(tier), snippet.source, first)
+
+
+class MemoryScreen(Screen[None]):
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "app.pop_screen", "Back to chat"),
+        Binding("f3", "app.pop_screen", "Back", show=False),
+        Binding("ctrl+k", "pin", "Pin to core memory"),
+        Binding("delete", "forget", "Forget"),
+        Binding("ctrl+r", "reload", "Refresh"),
+    ]
+
+    def __init__(self, session: Any, rows: list[Any] | None = None) -> None:
+        super().__init__(id="memory-screen")
+        self.session = session
+        self._items: list[Any] = []
+        self._initial = rows
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="memory-body"):
+            yield Static("Memory", classes="panel-title")
+            yield Input(placeholder="Search memory (Enter)…", id="memory-search")
+            yield DataTable(id="memory-table", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="memory-detail")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one(DataTable)
+        table.add_columns("id", "tier", "source", "text")
+        if self._initial is not None:
+            self.show_rows(self._initial)
+        else:
+            self.load_rows("")
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted, "#memory-search")
+    def search(self, event: Input.Submitted) -> None:
+        self.load_rows(event.value.strip())
+
+    def action_reload(self) -> None:
+        self.load_rows(self.query_one(Input).value.strip())
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="memory", description="search")
+    def load_rows(self, query: str) -> None:
+        self.post_message(MemoryListed(query, parts.memory_rows(self.session, query)))
+
+    def on_memory_listed(self, message: MemoryListed) -> None:
+        self.show_rows(message.rows)
+        found = f"{len(message.rows)} items" + (f" for '{message.query}'" if message.query else "")
+        self.query_one("#memory-detail", Static).update(found)
+
+    def show_rows(self, rows: list[Any]) -> None:
+        self._items = list(rows)
+        table = self.query_one(DataTable)
+        table.clear()
+        for item in self._items:
+            table.add_row(*row_cells(item))
+
+    @on(DataTable.RowHighlighted)
+    def show_detail(self, event: DataTable.RowHighlighted) -> None:
+        if 0 <= event.cursor_row < len(self._items):
+            snippet = snippet_of(self._items[event.cursor_row])
+            self.query_one("#memory-detail", Static).update(f"{snippet.source}\n{snippet.text}")
+
+    def _selected(self) -> Any | None:
+        row = self.query_one(DataTable).cursor_row
+        return self._items[row] if 0 <= row < len(self._items) else None
+
+    def action_pin(self) -> None:
+        item = self._selected()
+        if item is not None:
+            self.change_memory("remember", snippet_of(item).text)
+
+    def action_forget(self) -> None:
+        item = self._selected()
+        ident = _get(item, "id") if item is not None else None
+        if ident is not None:
+            self.change_memory("forget", str(ident))
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="memory", description="edit")
+    def change_memory(self, action: str, arg: str) -> None:
+        if action == "remember":
+            answer = parts.remember(self.session, arg)
+        else:
+            answer = parts.forget(self.session, arg)
+        self.post_message(CommandAnswered(f"/{action}", answer))
+        self.post_message(MemoryListed("", parts.memory_rows(self.session, "")))
+
+    def on_command_answered(self, message: CommandAnswered) -> None:
+        self.notify(message.markdown, title=message.title)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state is WorkerState.ERROR:
+            self.notify(str(event.worker.error), title="memory", severity="error")
+            event.stop()

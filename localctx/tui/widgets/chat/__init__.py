@@ -1,0 +1,1 @@
+"""The chat region: transcript, prompt, status line."""

@@ -1,0 +1,1 @@
+"""The context region: "what the model sees" for the last turn."""

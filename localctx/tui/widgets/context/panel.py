@@ -1,0 +1,59 @@
+"""ContextPanel: the recalled snippets with their sources, the running summary, pinned facts,
+and the latest eviction with its summary once the model has written it.
+
+This is the panel that makes memory trustworthy: the user sees exactly which text was put in
+front of the model this turn, not a claim that "memory is on".
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from rich.console import Group, RenderableType
+from rich.text import Text
+from textual.reactive import reactive
+from textual.widget import Widget
+
+from localctx.tui.views import ContextView
+
+SNIPPET_LINES = 3  # lines of each recalled snippet shown; the memory screen shows them whole
+
+
+class ContextPanel(Widget):
+    COMPONENT_CLASSES: ClassVar[set[str]] = {
+        "context--heading",
+        "context--source",
+        "context--dim",
+    }
+
+    view: reactive[ContextView] = reactive(ContextView)
+
+    def render(self) -> RenderableType:
+        v = self.view
+        head = self.get_component_rich_style("context--heading")
+        source = self.get_component_rich_style("context--source")
+        dim = self.get_component_rich_style("context--dim")
+        out: list[RenderableType] = [Text(f"Recalled this turn ({len(v.recalled)})", head)]
+        if not v.recalled:
+            out.append(Text("nothing recalled", dim))
+        for snippet in v.recalled:
+            tokens = f" · {snippet.tokens} tok" if snippet.tokens else ""
+            out.append(Text(f"▸ {snippet.source}{tokens}", source))
+            lines = snippet.text.strip().splitlines()[:SNIPPET_LINES]
+            out.append(Text("\n".join(f"  {ln}" for ln in lines), dim, overflow="ellipsis"))
+        if v.pinned:
+            out.append(Text(""))
+            out.append(Text(f"Pinned facts ({len(v.pinned)})", head))
+            out.extend(Text(f"• {fact}") for fact in v.pinned)
+        out.append(Text(""))
+        out.append(Text("Running summary", head))
+        out.append(Text(v.summary or "nothing evicted yet", "" if v.summary else dim))
+        out.append(Text(""))
+        out.append(Text("Latest eviction", head))
+        if not v.eviction:
+            out.append(Text("none yet: everything still fits the window", dim))
+        else:
+            out.append(Text(v.eviction, source))
+            summary = v.eviction_summary
+            out.append(Text(summary if summary else "summarizing…", "" if summary else dim))
+        return Group(*out)

@@ -1,0 +1,1 @@
+"""The gauge region: memory bars, the KV cache split by region, throughput, tier sizes."""
