@@ -1,16 +1,76 @@
 """Turn command-line choices into EngineSettings, once, before anything loads.
 
-Defaults: the catalogue's default model, f16 KV, a context of min(trained, 8192).
+By default the planner decides (localctx.planner): the model's trained context (at most
+131,072 tokens), the KV type that holds it on this machine's device (CPU: f16 while it fits,
+since quantized KV prefills 3-5x slower there; GPU: q8_0, then q4_0), the layers to offload,
+and a sink window sized to fit when even q4_0 does not. --kv, --ctx, --window and
+--gpu-layers override each choice; the planner fills in the rest around them.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 from localctx.engine.base import EngineSettings
+from localctx.errors import BadInput
 from localctx.kv.types import cache_type
 from localctx.models.catalogue import resolve_model
 from localctx.models.ggufmeta import read_gguf
 
-DEFAULT_CTX = 8192
+DEFAULT_CTX = 8192  # when the GGUF does not say its trained context
+MAX_DEFAULT_CTX = 131072
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """What to load, and the sink window to run it with (None: the whole context)."""
+
+    settings: EngineSettings
+    window: int | None
+    reason: str  # why these settings: the planner's reason, or "as given"
+
+
+def run_config(
+    model: str | None = None,
+    kv: str | None = None,
+    n_ctx: int | None = None,
+    window: int | None = None,
+    force: bool = False,
+    threads: int | None = None,
+    gpu_layers: int | None = None,
+) -> RunConfig:
+    path = resolve_model(model)
+    if n_ctx is not None and n_ctx <= 0:
+        raise BadInput(f"context size must be positive, got {n_ctx}")
+    if window is not None and window <= 0:
+        raise BadInput(f"window must be positive, got {window}")
+    kv_type = cache_type(kv).name if kv else None
+    if kv_type and n_ctx is not None and gpu_layers is not None:
+        chosen_ctx, chosen_layers, reason = n_ctx, gpu_layers, "as given"
+    else:
+        from localctx.planner import plan_model
+
+        trained = read_gguf(path).context_length
+        target = n_ctx or window or min(trained or DEFAULT_CTX, MAX_DEFAULT_CTX)
+        rec = plan_model(
+            path, target, kv=kv_type or "auto", device=_usable_device(), contexts=()
+        ).recommendation
+        kv_type = kv_type or rec.type_k
+        chosen_ctx = n_ctx if n_ctx is not None else rec.n_ctx
+        chosen_layers = gpu_layers if gpu_layers is not None else rec.n_gpu_layers
+        window = window if window is not None else rec.window
+        reason = rec.reason
+    settings = EngineSettings(
+        model_path=Path(path),
+        n_ctx=chosen_ctx,
+        type_k=kv_type,
+        type_v=kv_type,
+        n_threads=threads,
+        n_gpu_layers=chosen_layers,
+        force=force,
+    )
+    return RunConfig(settings, window, reason)
 
 
 def engine_settings(
@@ -22,17 +82,13 @@ def engine_settings(
     threads: int | None = None,
     gpu_layers: int | None = None,
 ) -> EngineSettings:
-    path = resolve_model(model)
-    kv_type = cache_type(kv or "f16").name
-    if n_ctx is None:
-        trained = read_gguf(path).context_length
-        n_ctx = min(trained, DEFAULT_CTX) if trained else DEFAULT_CTX
-    return EngineSettings(
-        model_path=path,
-        n_ctx=n_ctx,
-        type_k=kv_type,
-        type_v=kv_type,
-        n_threads=threads,
-        n_gpu_layers=gpu_layers if gpu_layers is not None else 0,
-        force=force,
-    )
+    """The EngineSettings of `run_config` (callers that do not run a sink window)."""
+    return run_config(model, kv, n_ctx, window, force, threads, gpu_layers).settings
+
+
+def _usable_device() -> str:
+    """The planner's target: a GPU only when this llama.cpp build can offload to it."""
+    from localctx.engine.devices import backend_name
+
+    backend = backend_name()
+    return backend if backend in ("cuda", "metal") else "cpu"
