@@ -1,0 +1,280 @@
+"""The archival tier: repository chunks in SQLite FTS5, searched with BM25.
+
+One store file (`<home>/db/archival.sqlite3`) holds every ingested repository, keyed by the
+resolved root path. A file row carries the content hash of the bytes last indexed, so re-ingest
+skips unchanged files without reading their chunks; a file's chunks are replaced as a unit
+inside the caller's transaction (the indexer commits per batch, so a kill -9 loses at most the
+open batch and never leaves a half-indexed file or a duplicate). The FTS row id is the chunk id.
+Ranking is BM25 with the path and symbol columns weighted above the body (weights below were
+tuned on the rich QA set in tests/data). This module knows nothing of walking or chunking.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from localctx.memory.archival_query import camel_parts, fts_query
+from localctx.memory.db import Migration, connect, store_path
+
+# bm25() column weights: path, symbol, body, camelCase parts.
+WEIGHTS = (3.0, 6.0, 1.0, 1.0)
+
+
+@dataclass(frozen=True)
+class ArchivalHit:
+    repo: str
+    path: str
+    start_line: int
+    end_line: int
+    symbol: str
+    language: str
+    text: str
+    score: float  # -bm25: higher is better; comparable only within one query
+
+
+@dataclass(frozen=True)
+class FileState:
+    sha: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class RepoRecord:
+    repo: str
+    root: str
+    digest: str
+    digest_key: str
+    files: int
+    chunks: int
+    bytes: int
+    updated_at: str
+
+
+class ChunkLike(Protocol):
+    start_line: int
+    end_line: int
+    symbol: str
+    kind: str
+    text: str
+
+
+def _v1(conn: sqlite3.Connection) -> None:
+    conn.executescript(
+        """
+        CREATE TABLE repos (
+            repo TEXT PRIMARY KEY, root TEXT NOT NULL,
+            digest TEXT NOT NULL DEFAULT '', digest_key TEXT NOT NULL DEFAULT '',
+            files INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 0,
+            bytes INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL DEFAULT (datetime('now')));
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, sha TEXT NOT NULL,
+            size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, language TEXT NOT NULL,
+            non_utf8 INTEGER NOT NULL DEFAULT 0, UNIQUE (repo, path));
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
+            symbol TEXT NOT NULL, kind TEXT NOT NULL);
+        CREATE INDEX chunks_by_file ON chunks (file_id);
+        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
+            path, symbol, body, terms, tokenize = 'porter unicode61');
+        """
+    )
+
+
+MIGRATIONS: list[Migration] = [("archival_v1_repos_files_chunks_fts", _v1)]
+
+
+class ArchivalStore:
+    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
+        self._conn = conn
+        self.path = path
+
+    @classmethod
+    def open(cls, path: Path | None = None) -> ArchivalStore:
+        path = path or store_path("archival")
+        return cls(connect(path, MIGRATIONS), path)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None  # type: ignore[assignment]
+
+    def __enter__(self) -> ArchivalStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- search -----------------------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, repo: str | None = None) -> list[ArchivalHit]:
+        """The `k` best chunks for a free-text query (BM25); FTS5 syntax in it never raises."""
+        match = fts_query(query)
+        if match is None or k <= 0:
+            return []
+        sql = (
+            "SELECT f.repo, f.path, c.start_line, c.end_line, c.symbol, f.language, t.body,"
+            " bm25(chunks_fts, ?, ?, ?, ?) AS rank"
+            " FROM chunks_fts t JOIN chunks c ON c.id = t.rowid JOIN files f ON f.id = c.file_id"
+            " WHERE chunks_fts MATCH ?"
+            + (" AND f.repo = ?" if repo is not None else "")
+            + " ORDER BY rank, c.id LIMIT ?"
+        )
+        params: list[object] = [*WEIGHTS, match]
+        if repo is not None:
+            params.append(repo)
+        params.append(k)
+        try:
+            rows = self._conn.execute(sql, params).fetchall()
+        except sqlite3.OperationalError:  # defensive: a query FTS5 still refuses finds nothing
+            return []
+        return [ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7]) for r in rows]
+
+    # --- writing (the indexer's side) ------------------------------------------------------
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """One atomic batch: everything inside commits together or not at all."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._conn.rollback()
+            raise
+        self._conn.commit()
+
+    def file_states(self, repo: str) -> dict[str, FileState]:
+        rows = self._conn.execute(
+            "SELECT path, sha, size, mtime_ns FROM files WHERE repo = ?", (repo,)
+        )
+        return {r[0]: FileState(r[1], r[2], r[3]) for r in rows}
+
+    def put_file(
+        self,
+        repo: str,
+        path: str,
+        state: FileState,
+        language: str,
+        non_utf8: bool,
+        chunks: Sequence[ChunkLike],
+    ) -> None:
+        """Replace everything indexed for (repo, path) with these chunks."""
+        self.remove_file(repo, path)
+        cur = self._conn.execute(
+            "INSERT INTO files (repo, path, sha, size, mtime_ns, language, non_utf8)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (repo, path, state.sha, state.size, state.mtime_ns, language, int(non_utf8)),
+        )
+        file_id = cur.lastrowid
+        for chunk in chunks:
+            cid = self._conn.execute(
+                "INSERT INTO chunks (file_id, start_line, end_line, symbol, kind)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (file_id, chunk.start_line, chunk.end_line, chunk.symbol, chunk.kind),
+            ).lastrowid
+            self._conn.execute(
+                "INSERT INTO chunks_fts (rowid, path, symbol, body, terms) VALUES (?, ?, ?, ?, ?)",
+                (cid, path, chunk.symbol, chunk.text, camel_parts(chunk.symbol + " " + chunk.text)),
+            )
+
+    def touch_file(self, repo: str, path: str, state: FileState) -> None:
+        """Same content, new stat: remember the stat so the next run need not read it."""
+        self._conn.execute(
+            "UPDATE files SET size = ?, mtime_ns = ? WHERE repo = ? AND path = ?",
+            (state.size, state.mtime_ns, repo, path),
+        )
+
+    def remove_file(self, repo: str, path: str) -> None:
+        row = self._conn.execute(
+            "SELECT id FROM files WHERE repo = ? AND path = ?", (repo, path)
+        ).fetchone()
+        if row is None:
+            return
+        self._conn.execute(
+            "DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE file_id = ?)",
+            (row[0],),
+        )
+        self._conn.execute("DELETE FROM chunks WHERE file_id = ?", (row[0],))
+        self._conn.execute("DELETE FROM files WHERE id = ?", (row[0],))
+
+    def set_repo(self, repo: str, root: str, digest: str, digest_key: str) -> RepoRecord:
+        """Record the repository's digest and refresh its totals."""
+        files, size = self._conn.execute(
+            "SELECT count(*), coalesce(sum(size), 0) FROM files WHERE repo = ?", (repo,)
+        ).fetchone()
+        (chunks,) = self._conn.execute(
+            "SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.repo = ?",
+            (repo,),
+        ).fetchone()
+        self._conn.execute(
+            "INSERT INTO repos (repo, root, digest, digest_key, files, chunks, bytes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repo) DO UPDATE SET root = excluded.root,"
+            " digest = excluded.digest, digest_key = excluded.digest_key, files = excluded.files,"
+            " chunks = excluded.chunks, bytes = excluded.bytes, updated_at = datetime('now')",
+            (repo, root, digest, digest_key, files, chunks, size),
+        )
+        record = self.repo(repo)
+        assert record is not None
+        return record
+
+    # --- reading for the digest and for `memory` commands ----------------------------------
+
+    def repo(self, repo: str) -> RepoRecord | None:
+        row = self._conn.execute(
+            "SELECT repo, root, digest, digest_key, files, chunks, bytes, updated_at"
+            " FROM repos WHERE repo = ?",
+            (repo,),
+        ).fetchone()
+        return RepoRecord(*row) if row else None
+
+    def repos(self) -> list[RepoRecord]:
+        rows = self._conn.execute(
+            "SELECT repo, root, digest, digest_key, files, chunks, bytes, updated_at"
+            " FROM repos ORDER BY repo"
+        )
+        return [RepoRecord(*r) for r in rows]
+
+    def forget_repo(self, repo: str) -> int:
+        """Remove a repository and everything indexed for it; returns the files removed."""
+        with self.transaction():
+            paths = [r[0] for r in self._conn.execute("SELECT path FROM files WHERE repo = ?",
+                                                      (repo,))]  # fmt: skip
+            for path in paths:
+                self.remove_file(repo, path)
+            self._conn.execute("DELETE FROM repos WHERE repo = ?", (repo,))
+        return len(paths)
+
+    def definitions(self, repo: str) -> Iterator[tuple[str, str, int]]:
+        """(path, symbol, first line) of every definition, in path order.
+
+        A definition split into several chunks (a large class) has `code` chunks that carry
+        its name; Markdown sections are not definitions.
+        """
+        yield from self._conn.execute(
+            "SELECT f.path, c.symbol, min(c.start_line) FROM chunks c"
+            " JOIN files f ON f.id = c.file_id"
+            " WHERE f.repo = ? AND c.kind IN ('definition', 'code') AND c.symbol != ''"
+            " GROUP BY f.path, c.symbol ORDER BY f.path, 3",
+            (repo,),
+        )
+
+    def file_texts(self, repo: str) -> Iterator[tuple[str, str]]:
+        """(path, chunk text) for every chunk of the repository, streamed."""
+        yield from self._conn.execute(
+            "SELECT f.path, t.body FROM chunks c JOIN files f ON f.id = c.file_id"
+            " JOIN chunks_fts t ON t.rowid = c.id WHERE f.repo = ? ORDER BY f.path, c.id",
+            (repo,),
+        )
+
+    def paths(self, repo: str) -> Iterable[tuple[str, str]]:
+        """(path, language) of every indexed file."""
+        return self._conn.execute(
+            "SELECT path, language FROM files WHERE repo = ? ORDER BY path", (repo,)
+        ).fetchall()
