@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from localctx.memory.archival_query import camel_parts, fts_query
+from localctx.memory.archival_query import camel_parts, coverage, fts_query, query_words
 from localctx.memory.db import Migration, connect, store_path
 
 # bm25() column weights: path, symbol, body, camelCase parts.
 WEIGHTS = (3.0, 6.0, 1.0, 1.0)
+RERANK_POOL = 40  # BM25 candidates re-ranked by coverage (~1 ms of Python for 40)
 
 
 @dataclass(frozen=True)
@@ -34,7 +35,7 @@ class ArchivalHit:
     symbol: str
     language: str
     text: str
-    score: float  # -bm25: higher is better; comparable only within one query
+    score: float  # -bm25 x coverage: higher is better; comparable only within one query
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,13 @@ class ArchivalStore:
     # --- search -----------------------------------------------------------------------------
 
     def search(self, query: str, k: int = 5, repo: str | None = None) -> list[ArchivalHit]:
-        """The `k` best chunks for a free-text query (BM25); FTS5 syntax in it never raises."""
+        """The `k` best chunks for a free-text query; FTS5 syntax in it never raises.
+
+        BM25 (path and symbol weighted) picks candidates, at most one per (path, symbol) so
+        the windows of one long function cannot fill every slot; they are then re-ranked by
+        the share of the question's words each covers (archival_query.coverage).
+        """
+        words = query_words(query)
         match = fts_query(query)
         if match is None or k <= 0:
             return []
@@ -130,12 +137,24 @@ class ArchivalStore:
         params: list[object] = [*WEIGHTS, match]
         if repo is not None:
             params.append(repo)
-        params.append(k)
+        pool = max(k, RERANK_POOL)
+        params.append(pool * 3)
         try:
             rows = self._conn.execute(sql, params).fetchall()
         except sqlite3.OperationalError:  # defensive: a query FTS5 still refuses finds nothing
             return []
-        return [ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7]) for r in rows]
+        candidates: list[ArchivalHit] = []
+        taken: set[tuple[str, str, str]] = set()
+        for r in rows:
+            key = (r[0], r[1], r[4] or f"@{r[2]}")  # unnamed chunks are distinct by position
+            if key not in taken and len(candidates) < pool:
+                taken.add(key)
+                cover = coverage(words, f"{r[1]} {r[4]} {r[6]}")
+                candidates.append(
+                    ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7] * cover)
+                )
+        candidates.sort(key=lambda h: -h.score)  # stable: BM25 order breaks ties
+        return candidates[:k]
 
     # --- writing (the indexer's side) ------------------------------------------------------
 
