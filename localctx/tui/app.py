@@ -10,6 +10,7 @@ one Worker.StateChanged handler and become a notice; the transcript is never los
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import replace
@@ -58,8 +59,9 @@ from localctx.tui.widgets.context.panel import ContextPanel
 from localctx.tui.widgets.gauge.panel import GaugeLine, GaugePanel
 
 # Closing the engine while a turn still decodes would free memory the turn is using; on exit
-# we wait this long for the turn to notice its cancel flag (it checks before every token).
+# we wait this long for the model lock (a turn checks its cancel flag before every token).
 _TURN_STOP_TIMEOUT = 30.0
+SUMMARIES_PER_TURN = 2
 
 
 class LocalctxApp(App[str | None]):
@@ -100,8 +102,6 @@ class LocalctxApp(App[str | None]):
         self._history = history or PromptHistory()
         self._model_lock = threading.Lock()
         self._engine_lock = threading.Lock()
-        self._turn_idle = threading.Event()
-        self._turn_idle.set()
         self._cancel: threading.Event | None = None
         self._owned_engine: Engine | None = None  # loaded here, so closed here
         self._reply: Reply | None = None
@@ -125,6 +125,11 @@ class LocalctxApp(App[str | None]):
 
     def widget(self, kind: type[Any]) -> Any:
         return self._chat_screen().query_one(kind)
+
+    @property
+    def chat_visible(self) -> bool:
+        """False while the app shuts down: late worker messages then have nothing to draw."""
+        return self.is_running and any(isinstance(s, ChatScreen) for s in self.screen_stack)
 
     def on_mount(self) -> None:
         self.theme = "textual-dark"
@@ -195,13 +200,22 @@ class LocalctxApp(App[str | None]):
         resolve: bool = False,
         carry: list[Any] | None = None,
     ) -> None:
-        """Load (or reuse) the engine, open the session on it, and post ModelLoaded (thread)."""
+        """(Thread) Close the current session (saving its snapshot), load or reuse the engine,
+        open the new session, build its gauge sampler, start its context; post ModelLoaded.
+
+        Order matters: the old session saves its KV through the old engine, so it closes
+        before that engine does; the sampler reads allocation facts before anything decodes.
+        """
         self.loading = True
         self.call_from_thread(self._set_activity, "loading model…")
         start = time.perf_counter()
         if resolve:
             settings = parts.reload_settings(settings)
+        notices: list[str] = []
         with self._model_lock:
+            old_session, self.session = self.session, None
+            if old_session is not None:
+                notices += parts.close_session(old_session)
             engine = self.engine
             if not reuse_engine or engine is None:
                 if settings.engine is None or self._engine_factory is None:
@@ -215,17 +229,24 @@ class LocalctxApp(App[str | None]):
                     self._owned_engine = new_engine
                 engine = new_engine
             session = self._session_factory(engine, settings)
-            if carry and hasattr(session, "messages") and not session.messages:
-                session.messages.extend(carry)
+            if carry and getattr(session, "store", None) is None and not session.messages:
+                session.messages.extend(carry)  # a storeless session cannot resume by name
+            if settings.session_name is None and getattr(session, "name", None):
+                settings = replace(settings, session_name=session.name)
             sampler = self._sampler_factory(engine, session)
+            parts.prepare(session)
         self.settings = settings
         self.sampler = sampler
-        self.post_message(ModelLoaded(engine, session, time.perf_counter() - start))
+        self.post_message(ModelLoaded(engine, session, time.perf_counter() - start, notices))
 
     async def on_model_loaded(self, message: ModelLoaded) -> None:
+        if not self.chat_visible:
+            return
         self.loading = False
         self.session = message.session
         engine = message.engine
+        for notice in [*message.notices, *self._take_notices()]:
+            self.notify(notice, severity="warning", timeout=8)
         status = self.widget(StatusLine)
         self._show_settings(status)
         status.model = getattr(engine, "model_name", "") or status.model
@@ -235,7 +256,8 @@ class LocalctxApp(App[str | None]):
         window = getattr(getattr(message.session, "policy", None), "window", None)
         status.window = window or self.settings.window
         status.session_name = self.settings.session_name or ""
-        self._set_activity(f"ready · loaded in {message.seconds:.1f} s")
+        self.log.info(f"model ready in {message.seconds:.2f} s")
+        self._set_activity("ready")
         transcript = self.widget(Transcript)
         if not transcript.children:
             for m in getattr(message.session, "messages", []):
@@ -250,6 +272,15 @@ class LocalctxApp(App[str | None]):
             reply = await transcript.start_reply()
             await reply.write(m.get("content", ""))
             await reply.finish()
+
+    def _take_notices(self) -> list[str]:
+        """Notices the session collected (snapshot fallbacks …), each shown once."""
+        notices = getattr(self.session, "notices", None)
+        if not notices:
+            return []
+        taken = list(notices)
+        notices.clear()
+        return taken
 
     def _set_activity(self, text: str) -> None:
         self.widget(StatusLine).activity = text
@@ -267,7 +298,7 @@ class LocalctxApp(App[str | None]):
         if self.generating:
             self.notify("a reply is still streaming: Esc stops it", severity="warning")
             return
-        if self.session is None:
+        if self.session is None or self.loading:
             self.notify("the model is still loading; your text is kept", severity="warning")
             return
         prompt.take()
@@ -284,33 +315,32 @@ class LocalctxApp(App[str | None]):
     def run_turn(self, text: str) -> None:
         """Stream one reply; post batches of text a few times a second, never per token."""
         cancel = self._cancel = threading.Event()
-        self._turn_idle.clear()
-        try:
-            with self._model_lock:
-                session, engine = self.session, self.engine
-                self.post_message(GenerationStarted(text))
-                batcher = TokenBatcher(self.settings.token_flush_interval)
-                for event in session.stream(text, self.settings.sampling, cancel=cancel):
-                    flushed = batcher.add(event.text, time.monotonic())
-                    if flushed is not None:
-                        self.post_message(TokensGenerated(*flushed))
-                        self._check_eviction(session)
-                tail = batcher.flush()
-                if tail is not None:
-                    self.post_message(TokensGenerated(*tail))
-                self._check_eviction(session)
-                stats = engine.stats
-                figures = TurnFigures(
-                    prompt_tokens=getattr(session, "_last_prompt_tokens", stats.prefill_tokens),
-                    completion_tokens=stats.decode_tokens,
-                    prefill_tps=stats.prefill_tps,
-                    decode_tps=stats.decode_tps,
-                    stop_reason="cancelled" if cancel.is_set() else stats.stop_reason,
-                )
+        with self._model_lock:
+            session, engine = self.session, self.engine
+            if session is None or engine is None:
+                raise BadInput("no session: the model is not loaded")
+            self.post_message(GenerationStarted(text))
+            batcher = TokenBatcher(self.settings.token_flush_interval)
+            for event in session.stream(text, self.settings.sampling, cancel=cancel):
+                flushed = batcher.add(event.text, time.monotonic())
+                if flushed is not None:
+                    self.post_message(TokensGenerated(*flushed))
+                    self._check_eviction(session)
+            tail = batcher.flush()
+            if tail is not None:
+                self.post_message(TokensGenerated(*tail))
+            self._check_eviction(session)
+            stats = engine.stats
+            figures = TurnFigures(
+                prompt_tokens=getattr(session, "_last_prompt_tokens", stats.prefill_tokens),
+                completion_tokens=stats.decode_tokens,
+                prefill_tps=stats.prefill_tps,
+                decode_tps=stats.decode_tps,
+                stop_reason="cancelled" if cancel.is_set() else stats.stop_reason,
+            )
             self.post_message(GenerationFinished(figures))
-        finally:
-            self._turn_idle.set()
-        self._summarize_pending(session)
+            if not cancel.is_set():
+                self._summarize_pending(session)
 
     def _check_eviction(self, session: Any) -> None:
         eviction = getattr(session, "last_eviction", None)
@@ -319,24 +349,31 @@ class LocalctxApp(App[str | None]):
             self.post_message(SegmentEvicted(eviction))
 
     def _summarize_pending(self, session: Any) -> None:
-        """Summaries of evicted segments are written between turns, never during one."""
+        """(Thread, model lock held) Summaries of evicted text are written right after a turn,
+        so the next turn does not wait for them; a few segments at a time keeps Ctrl+Q quick
+        (each summary is one short generation, ~1-3 s for the default model on 2 cores)."""
         summarize = getattr(session, "summarize_pending", None)
-        if summarize is None:
+        if summarize is None or getattr(session, "store", None) is None:
             return
-        with self._model_lock:
-            summarize()
-        self.post_message(ContextChanged())
+        if summarize(SUMMARIES_PER_TURN):
+            self.post_message(ContextChanged())
 
     def on_generation_started(self, message: GenerationStarted) -> None:
+        if not self.chat_visible:
+            return
         self._set_activity("reading the prompt…")
 
     async def on_tokens_generated(self, message: TokensGenerated) -> None:
+        if not self.chat_visible:
+            return
         self._streamed_tokens += message.n_tokens
         if self._reply is not None:
             await self._reply.write(message.text)
         self._set_activity(f"generating · {self._streamed_tokens} tokens · Esc stops")
 
     async def on_generation_finished(self, message: GenerationFinished) -> None:
+        if not self.chat_visible:
+            return
         f = message.figures
         stopped = " · stopped" if f.stop_reason == "cancelled" else ""
         cut = " · hit max tokens" if f.stop_reason == "length" else ""
@@ -361,9 +398,13 @@ class LocalctxApp(App[str | None]):
         self._last_sample = 0.0  # the cache changed: take a reading now
 
     def on_segment_evicted(self, message: SegmentEvicted) -> None:
+        if not self.chat_visible:
+            return
         self._refresh_context()
 
     def on_context_changed(self, message: ContextChanged) -> None:
+        if not self.chat_visible:
+            return
         self._refresh_context()
 
     def _refresh_context(self) -> None:
@@ -407,9 +448,13 @@ class LocalctxApp(App[str | None]):
             self._sampling = False
 
     def on_gauge_sampled(self, message: GaugeSampled) -> None:
+        if not self.chat_visible:
+            return
         view = gauge_view(message.reading)
         self.widget(GaugePanel).view = view
         self.widget(GaugeLine).view = view
+        if view.window:
+            self.widget(StatusLine).window = view.window
         self.readings += 1
         if not self.generating:
             self._refresh_context()  # summaries written in the background show up here
@@ -430,6 +475,8 @@ class LocalctxApp(App[str | None]):
         await self.widget(Transcript).add(CommandAnswer(title, markdown))
 
     async def on_command_answered(self, message: CommandAnswered) -> None:
+        if not self.chat_visible:
+            return
         await self._answer(message.title, message.markdown)
         self._refresh_context()
 
@@ -443,16 +490,12 @@ class LocalctxApp(App[str | None]):
         await self._answer("", help_markdown())
 
     async def _command_clear(self, command: Command) -> None:
+        """A fresh conversation: the current one is saved and stays searchable in memory."""
         if not self._needs_idle("/clear"):
             return
-        await self.widget(Transcript).remove_children()
-        clear = getattr(self.session, "clear", None)
-        if clear is not None:
-            clear()
-            self._refresh_context()
-        elif self.engine is not None:
-            self.load_model(self.settings, reuse_engine=True)
-        self.notify("conversation cleared; memory is kept")
+        await self._clear_transcript()
+        self.load_model(replace(self.settings, session_name=None), reuse_engine=True)
+        self.notify("new conversation; the last one is saved and still recalled from memory")
 
     async def _command_model(self, command: Command) -> None:
         if self._needs_idle("/model"):
@@ -500,8 +543,7 @@ class LocalctxApp(App[str | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="model", description="session")
     def switch_session(self, name: str) -> None:
-        note = parts.save_session(self.session)
-        self.post_message(CommandAnswered("/session", f"{note}; opening session **{name}**"))
+        """Save this session (its KV snapshot) and open `name`, resuming it if it exists."""
         self.call_from_thread(self._clear_transcript)
         self._open(replace(self.settings, session_name=name), reuse_engine=True)
 
@@ -553,20 +595,24 @@ class LocalctxApp(App[str | None]):
             self.post_message(IngestProgressed(done, total, str(current)))
 
         summary = parts.ingest(path, progress)
-        if attach:
-            with self._model_lock:
-                summary += "; " + parts.attach_repo(self.session, path)
-        self.post_message(IngestFinished(summary, path))
+        self.post_message(IngestFinished(summary, path if attach else None))
+        if attach:  # the session reopens with the repo: digest pinned, chunks recalled
+            self._open(replace(self.settings, repo=path), reuse_engine=True)
 
     def on_ingest_progressed(self, message: IngestProgressed) -> None:
+        if not self.chat_visible:
+            return
         total = f"/{message.total}" if message.total else ""
         self._set_activity(f"indexing {message.done}{total} files · {message.current}")
 
     async def on_ingest_finished(self, message: IngestFinished) -> None:
+        if not self.chat_visible:
+            return
         self._set_activity("ready")
         await self._answer("ingest", message.summary)
         if message.repo is not None:
-            self.settings = replace(self.settings, repo=message.repo)
+            note = f"attaching `{message.repo}`: its digest goes in the pinned region"
+            await self._answer("/repo", note)
         self._refresh_context()
 
     @work(thread=True, exit_on_error=False, group="command", description="command")
@@ -589,7 +635,7 @@ class LocalctxApp(App[str | None]):
     # ------------------------------------------------------------------ failures
     async def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """The one place worker failures land: a notice, and the UI back to a usable state."""
-        if event.state is not WorkerState.ERROR:
+        if event.state is not WorkerState.ERROR or not self.chat_visible:
             return
         worker, error = event.worker, event.worker.error
         text = (
@@ -597,7 +643,6 @@ class LocalctxApp(App[str | None]):
         )
         self.notify(text, title=f"{worker.description} failed", severity="error", timeout=8)
         if worker.group == "generation":
-            self._turn_idle.set()
             await self._end_reply(f"failed: {text}", failed=True)
             self._set_activity("ready · last reply failed")
         elif worker.group == "model":
@@ -617,22 +662,37 @@ class LocalctxApp(App[str | None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="save", description="save")
     def save_and_exit(self) -> None:
-        self._turn_idle.wait(_TURN_STOP_TIMEOUT)
-        note = parts.save_session(self.session) if self.session is not None else ""
+        """Ctrl+Q: wait for the turn to stop (it checks cancel before each token), then save
+        the session: its messages are already stored; this writes the KV snapshot."""
+        if not self._model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
+            raise BadInput("the model is still busy; try Ctrl+Q again")
+        try:
+            session, self.session = self.session, None
+            note = parts.save_session(session) if session is not None else ""
+        finally:
+            self._model_lock.release()
         self.post_message(SessionSaved(note))
 
     def on_session_saved(self, message: SessionSaved) -> None:
-        self.exit(None)
+        self.exit(f"localctx: {message.where}" if message.where else None)
 
     def on_unmount(self) -> None:
+        """Last resort when the app ends another way: stop the turn, save, free the model."""
         if self._cancel is not None:
             self._cancel.set()
-        self._turn_idle.wait(_TURN_STOP_TIMEOUT)
-        with self._engine_lock:
-            self.sampler = None
-            if self._owned_engine is not None:
-                self._owned_engine.close()
-                self._owned_engine = None
+        if not self._model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
+            return  # a worker still holds the model: leaking it beats freeing it under them
+        try:
+            session, self.session = self.session, None
+            with contextlib.suppress(LocalctxError, OSError):
+                parts.close_session(session)
+            with self._engine_lock:
+                self.sampler = None
+                if self._owned_engine is not None:
+                    self._owned_engine.close()
+                    self._owned_engine = None
+        finally:
+            self._model_lock.release()
 
 
 def make_app(

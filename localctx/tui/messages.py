@@ -16,11 +16,14 @@ from textual.message import Message
 class ModelLoaded(Message):
     """A model finished loading; the session built on it is ready for turns."""
 
-    def __init__(self, engine: Any, session: Any, seconds: float) -> None:
+    def __init__(
+        self, engine: Any, session: Any, seconds: float, notices: list[str] | None = None
+    ) -> None:
         super().__init__()
         self.engine = engine
         self.session = session
         self.seconds = seconds
+        self.notices = notices or []  # from closing the previous session
 
 
 class ModelPullProgressed(Message):

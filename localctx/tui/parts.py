@@ -1,26 +1,27 @@
 """The headless parts the app drives, behind small blocking calls that workers run.
 
 Each call here may block (load a model, search a store, walk a repository), so only thread
-workers call them. They reach the core through its public names and say plainly when a part
-is missing from this build (NotYetAvailable), so a command never fails with an AttributeError.
-Nothing here touches a widget.
+workers call them. They reach the core through its public API; a plain `Session(engine)` (no
+stores, as in tests) answers memory commands with a clear LocalctxError instead of an
+AttributeError. Nothing here touches a widget.
 """
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import os
+import secrets
+import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from localctx.engine.base import Engine, EngineSettings
-from localctx.errors import BadInput, NotYetAvailable
+from localctx.errors import BadInput
 from localctx.tui.settings import ChatSettings
 
 EngineFactory = Callable[[EngineSettings], Engine]
 SessionFactory = Callable[[Engine, ChatSettings], Any]
+IngestProgress = Callable[[int, "int | None", str], None]  # files seen, total, current file
 
 
 class Sampler(Protocol):
@@ -30,140 +31,131 @@ class Sampler(Protocol):
 SamplerFactory = Callable[[Engine, Any], Sampler]
 
 
-def _find(module: str, *names: str) -> Any:
-    """The first of `names` that `module` defines; NotYetAvailable when none is there."""
-    try:
-        mod = importlib.import_module(module)
-    except ImportError:
-        mod = None
-    for name in names:
-        found = getattr(mod, name, None)
-        if found is not None:
-            return found
-    raise NotYetAvailable(f"{module}.{names[0]} is not available in this build")
-
-
-def _call_with(func: Callable[..., Any], *args: Any, **optional: Any) -> Any:
-    """Call `func`, passing only the optional keywords its signature accepts."""
-    try:
-        params = inspect.signature(func).parameters
-    except (TypeError, ValueError):
-        params = {}
-    accepts_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-    kwargs = {k: v for k, v in optional.items() if v is not None and (accepts_all or k in params)}
-    return func(*args, **kwargs)
+class NoMemoryStore(BadInput):
+    """A memory command on a session opened without stores."""
 
 
 # ------------------------------------------------------------------ model and session
 def default_session(engine: Engine, settings: ChatSettings) -> Any:
-    """A Session on `engine`, resumed by name and attached to the repo when the core can."""
+    """A session over the on-disk stores: resumed by name, with the repo attached if any."""
     from localctx.session import Session
 
-    opener = getattr(Session, "open", None) or Session
-    return _call_with(
-        opener,
-        engine,
-        window=settings.window,
-        repo=settings.repo,
-        name=settings.session_name,
-        session_name=settings.session_name,
-    )
+    repo = None
+    if settings.repo is not None:
+        from localctx.ingest import attach
+
+        repo = attach(settings.repo, token_counter=lambda text: len(engine.tokenize(text)))
+    name = settings.session_name or new_session_name()
+    return Session.open(engine, name=name, window=settings.window, repo=repo)
 
 
-def default_sampler(engine: Engine, session: Any) -> Sampler:
-    """The gauge's sampler when the core has one; else readings taken from the engine here."""
-    try:
-        sampler_cls = _find("localctx.gauge", "GaugeSampler")
-    except NotYetAvailable:
-        return EngineReadings(engine, session)
-    return _call_with(sampler_cls, engine, policy=getattr(session, "policy", None))
+def new_session_name() -> str:
+    """A fresh name: the time, plus a suffix so two /clear in one second do not collide."""
+    return time.strftime("session-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-class EngineReadings:
-    """Readings from the engine's own bookkeeping and psutil: RAM, KV cells held, tok/s.
+def close_session(session: Any) -> list[str]:
+    """Save the session's KV snapshot and close its stores; returns notices worth showing."""
+    if session is None:
+        return []
+    close = getattr(session, "close", None)
+    if close is not None:
+        close()
+    notices = list(getattr(session, "notices", []) or [])
+    for owner in (session, getattr(session, "repo", None)):
+        store = getattr(owner, "store", None)
+        if store is not None and hasattr(store, "close"):
+            store.close()
+    return notices
 
-    Used when no GaugeSampler is available. Regions other than window/free need the KV policy,
-    so without it every held cell counts as window.
+
+def prepare(session: Any) -> None:
+    """Start or resume the context now (pinned region, replayed history, pending summaries),
+    so the first answer does not pay for it and the gauge shows the layout at once."""
+    prepare_turn = getattr(session, "prepare_turn", None)
+    if prepare_turn is not None:
+        prepare_turn()
+
+
+class SessionGauge:
+    """The gauge sampler, pointed at the session's current sink window on every sample.
+
+    The session creates its policy when the context starts (and anew after /window or a
+    rebuild), after the sampler was built — which must happen before decoding starts.
     """
 
     def __init__(self, engine: Engine, session: Any) -> None:
-        import psutil
+        from localctx.gauge import GaugeSampler
 
-        self.engine, self.session = engine, session
-        self._process = psutil.Process(os.getpid())
-        self._psutil = psutil
+        self.session = session
+        self.sampler = GaugeSampler(engine, policy=getattr(session, "policy", None))
 
-    def sample(self) -> dict[str, Any]:
-        engine = self.engine
-        alloc = engine.kv_allocation()
-        held = engine.cells_used
-        mem = self._psutil.virtual_memory()
-        stats = engine.stats
-        return {
-            "backend": engine.backend_info().get("backend", "cpu"),
-            "ram": {"rss": self._process.memory_info().rss, "used": mem.used, "total": mem.total},
-            "kv": {
-                "n_ctx": engine.n_ctx,
-                "cells_used": held,
-                "cells": {"window": held, "free": max(engine.n_ctx - held, 0)},
-                "bytes": alloc.total_bytes,
-                "bytes_per_token": alloc.total_bytes / engine.n_ctx if engine.n_ctx else None,
-                "type": engine.settings.type_k,
-                "tokens_seen": engine.n_past,
-            },
-            "prefill_tps": stats.prefill_tps or None,
-            "decode_tps": stats.decode_tps or None,
-        }
+    def sample(self) -> Any:
+        self.sampler.policy = getattr(self.session, "policy", None)
+        return self.sampler.sample()
+
+
+def default_sampler(engine: Engine, session: Any) -> Sampler:
+    return SessionGauge(engine, session)
 
 
 def reload_settings(settings: ChatSettings, **changes: Any) -> ChatSettings:
-    """New settings for /model NAME, /kv TYPE (a reload): resolved by the CLI's own rules."""
-    from dataclasses import replace
-
-    from localctx.runconfig import engine_settings
+    """New settings for /model NAME or /kv TYPE, resolved by the same rules as the CLI."""
+    from localctx.runconfig import run_config
 
     current = settings.engine
     model = changes.get("model") or settings.model_name
     kv = changes.get("kv") or (current.type_k if current else None)
-    n_ctx = None if "model" in changes else (current.n_ctx if current else None)
-    resolved = engine_settings(model=model, kv=kv, n_ctx=n_ctx)
-    return replace(settings, engine=resolved, model_name=model)
+    keep_ctx = current is not None and "model" not in changes
+    config = run_config(
+        model=model,
+        kv=kv,
+        n_ctx=current.n_ctx if keep_ctx and current else None,
+        window=settings.window if keep_ctx else None,
+        threads=current.n_threads if current else None,
+        gpu_layers=current.n_gpu_layers if current else None,
+    )
+    return replace(settings, engine=config.settings, model_name=model, window=config.window)
 
 
 # ------------------------------------------------------------------ memory
+def _store(session: Any, what: str) -> Any:
+    store = getattr(session, "store", None)
+    if store is None:
+        raise NoMemoryStore(f"{what} needs a memory store; this session was opened without one")
+    return store
+
+
 def remember(session: Any, text: str) -> str:
-    method = getattr(session, "remember", None)
-    if method is None:
-        raise NotYetAvailable("/remember needs the tiered memory, not available in this build")
-    result = method(text)
-    return f"pinned to core memory{f' as {result}' if result is not None else ''}: {text}"
+    _store(session, "/remember")
+    cid = session.remember(text)
+    return f"pinned to core memory as `c{cid}` (in context from the next turn): {text}"
 
 
 def forget(session: Any, target: str) -> str:
-    method = getattr(session, "forget", None)
-    if method is None:
-        raise NotYetAvailable("/forget needs the tiered memory, not available in this build")
-    result = method(target)
-    count = result if isinstance(result, int) else len(result or ())
-    return f"forgot {count} item{'s' if count != 1 else ''} matching '{target}'"
+    _store(session, "/forget")
+    gone = session.forget(target)
+    ids = list(getattr(gone, "ids", ()))
+    if not ids:
+        return f"nothing in memory matches `{target}`"
+    shown = ", ".join(f"`{i}`" for i in ids[:12]) + (" …" if len(ids) > 12 else "")
+    return f"forgot {len(ids)} item{'s' if len(ids) != 1 else ''}: {shown}"
 
 
-def recall(session: Any, query: str) -> list[Any]:
-    method = getattr(session, "recall", None)
-    if method is None:
-        raise NotYetAvailable("/recall needs the tiered memory, not available in this build")
-    return list(method(query) or ())
+def recall(session: Any, query: str, k: int = 8) -> list[Any]:
+    """What memory holds for `query`: recall-store hits, then repo chunks when one is attached."""
+    hits: list[Any] = list(_store(session, "/recall").search(query, k))
+    repo = getattr(session, "repo", None)
+    if repo is not None:
+        hits.extend(repo.search(query, k))
+    return hits
 
 
-def memory_rows(session: Any, query: str) -> list[Any]:
-    """Rows for the memory screen: search results for `query`, or the latest items if empty."""
+def memory_rows(session: Any, query: str, limit: int = 200) -> list[Any]:
+    """Rows for the memory screen: search results for `query`, or the newest items."""
     if query:
-        method = getattr(session, "search_memory", None) or getattr(session, "recall", None)
-    else:
-        method = getattr(session, "memory_items", None) or getattr(session, "list_memory", None)
-    if method is None:
-        raise NotYetAvailable("the memory screen needs the tiered memory, not in this build")
-    return list((method(query) if query else method()) or ())
+        return recall(session, query, k=50)
+    return list(_store(session, "the memory screen").list_items(limit))
 
 
 # ------------------------------------------------------------------ repositories and plans
@@ -176,62 +168,56 @@ def check_repo(path_text: str) -> Path:
     return path.resolve()
 
 
-def ingest(path: Path, progress: Callable[[int, int | None, str], None]) -> str:
+def ingest(path: Path, progress: IngestProgress) -> str:
     """Index `path` into archival memory; returns one line of figures for the transcript."""
-    run = _find("localctx.ingest", "ingest", "ingest_repo", "run_ingest")
-    result = _call_with(run, path, progress=progress)
-    data = result.to_json() if hasattr(result, "to_json") else dict(result or {})
-    files, chunks = data.get("files_indexed", "?"), data.get("chunks", "?")
-    seconds, fps = data.get("seconds"), data.get("files_per_second")
-    timing = f" in {seconds:.1f} s ({fps:.0f} files/s)" if seconds and fps else ""
-    return f"indexed {files} files, {chunks} chunks{timing} from {path}"
+    from localctx.ingest import ingest_repo
+    from localctx.memory.archival import ArchivalStore
 
-
-def attach_repo(session: Any, path: Path) -> str:
-    attach = getattr(session, "attach_repo", None) or getattr(session, "attach", None)
-    if attach is None:
-        attach_fn = _find("localctx.ingest", "attach")
-        result = _call_with(attach_fn, path, session=session)
-    else:
-        result = attach(path)
-    tokens = getattr(result, "tokens", None) or getattr(result, "n_tokens", None)
-    digest = f" (digest {tokens} tokens pinned)" if tokens else ""
-    return f"attached {path}{digest}"
+    with ArchivalStore.open() as store:
+        report = ingest_repo(
+            path, store, on_progress=lambda p: progress(p.files_seen, None, p.relpath)
+        )
+    skipped = sum(report.skipped.values())
+    return (
+        f"indexed {report.files_indexed} files ({report.files_unchanged} unchanged, "
+        f"{skipped} skipped), {report.chunks} chunks in {report.seconds:.1f} s "
+        f"({report.files_per_second:.0f} files/s) from `{report.repo}`"
+    )
 
 
 def plan_markdown(settings: ChatSettings) -> str:
     """The planner's table for the current model and context, as Markdown."""
-    if settings.engine is None:
-        raise BadInput("no model loaded")
-    run = _find("localctx.planner", "plan", "make_plan", "plan_model")
-    engine = settings.engine
-    result = _call_with(run, engine.model_path, ctx=engine.n_ctx, n_ctx=engine.n_ctx)
-    data = result.to_json() if hasattr(result, "to_json") else dict(result)
-    rec = data.get("recommendation", {})
-    lines = [
-        f"Recommendation: KV **{rec.get('type_k', '?')}/{rec.get('type_v', '?')}**, "
-        f"ctx **{rec.get('n_ctx', '?')}**, window **{rec.get('window') or 'none'}**",
-        "",
-        "| kv | ctx | KV bytes | bytes/token | total | fits |",
-        "|---|---|---|---|---|---|",
-    ]
+    from localctx.planner import plan_model
     from localctx.tui.widgets.gauge.bars import human_bytes
 
-    for row in data.get("rows", []):
-        fits = ", ".join(d for d, ok in (row.get("fits") or {}).items() if ok) or "none"
+    if settings.engine is None:
+        raise BadInput("no model loaded")
+    engine = settings.engine
+    plan = plan_model(engine.model_path, engine.n_ctx)
+    rec = plan.recommendation
+    lines = [
+        f"**{plan.model}** at {plan.ctx:,} tokens on {plan.target.name}: "
+        f"KV **{rec.type_k}/{rec.type_v}**, ctx **{rec.n_ctx:,}**, "
+        f"window **{rec.window or 'none'}**, {rec.n_gpu_layers} GPU layers. {rec.reason}",
+        "",
+        "| KV | ctx | KV bytes | bytes/token | total | fits |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for row in plan.rows:
+        fits = ", ".join(d for d, ok in row.fits.items() if ok) or "nowhere"
         lines.append(
-            f"| {row.get('kv')} | {row.get('ctx')} | {human_bytes(row.get('kv_bytes'))} "
-            f"| {row.get('kv_bytes_per_token', 0):,.0f} | {human_bytes(row.get('total_bytes'))} "
-            f"| {fits} |"
+            f"| {row.kv} | {row.ctx:,} | {human_bytes(row.kv_bytes)} "
+            f"| {row.kv_bytes_per_token:,} | {human_bytes(row.total_bytes)} | {fits} |"
         )
     return "\n".join(lines)
 
 
 def save_session(session: Any) -> str:
-    """Write the session (messages, summary, KV snapshot) if the core can; say what was kept."""
-    for name in ("save", "save_snapshot", "close"):
-        method = getattr(session, name, None)
-        if method is not None:
-            result = method()
-            return str(result) if result else "session saved"
-    return "this build keeps no sessions on disk; the transcript was not saved"
+    """On quit or /session: write the KV snapshot and say what was kept."""
+    if getattr(session, "store", None) is None:
+        close_session(session)
+        return "this session had no memory store; nothing was saved"
+    notices = close_session(session)
+    name = getattr(session, "name", "") or "session"
+    kept = f"session `{name}` saved ({len(getattr(session, 'messages', []))} messages)"
+    return "; ".join([kept, *notices])

@@ -25,17 +25,22 @@ class GaugeView:
     kv_cells: Mapping[str, int] = field(default_factory=dict)  # region -> cells
     n_ctx: int = 0
     kv_bytes: int | None = None  # bytes llama.cpp allocated for the whole cache
+    kv_used: int | None = None  # bytes the held cells take (SWA-aware, from the sampler)
     bytes_per_token: float | None = None
     kv_type: str = ""
+    window: int | None = None  # the sink window's size; None: the whole context
     tokens_seen: int = 0
     cells_held: int = 0
     evictions: int = 0
+    fallback_used: bool = False  # evictions had to re-prefill (the cache cannot shift)
     prefill_tps: float | None = None
     decode_tps: float | None = None
     tiers: Mapping[str, int] = field(default_factory=dict)  # store name -> bytes on disk
 
     @property
     def kv_used_bytes(self) -> int | None:
+        if self.kv_used is not None:
+            return self.kv_used
         if self.bytes_per_token is None:
             return None
         return int(self.cells_held * self.bytes_per_token)
@@ -67,44 +72,42 @@ def _pick(data: Mapping[str, Any], *names: str) -> Any:
 def gauge_view(reading: Any) -> GaugeView:
     """A GaugeReading (or its to_json() dict) -> what the gauge panel draws."""
     d = _as_mapping(reading)
-    cells = {}
-    for region in REGIONS:
-        value = _pick(d, f"kv.cells.{region}", f"kv_cells.{region}", f"kv.regions.{region}")
-        if value is None and region == "sink":
-            value = _pick(d, "kv.cells.sinks", "kv_cells.sinks", "kv.regions.sinks")
-        cells[region] = int(value or 0)
-    n_ctx = int(_pick(d, "kv.n_ctx", "kv.cells_total", "n_ctx") or sum(cells.values()))
-    held = int(_pick(d, "kv.cells_used", "kv.cells_held", "cells_used") or 0)
-    if not held:
-        held = sum(v for k, v in cells.items() if k != "free")
+    cells = {r: int(_pick(d, f"kv.regions.{r}", f"kv.cells.{r}") or 0) for r in REGIONS}
+    n_ctx = int(_pick(d, "kv.n_ctx") or sum(cells.values()))
+    held = int(_pick(d, "kv.cells_used") or 0) or sum(v for k, v in cells.items() if k != "free")
     if not cells["free"] and n_ctx:
         cells["free"] = max(n_ctx - held, 0)
-    vram = _pick(d, "vram", "gpus")
     vram_used = vram_total = None
+    vram = _pick(d, "vram")
     if isinstance(vram, list) and vram:
-        vram_used = sum(int(g.get("used", g.get("used_bytes", 0))) for g in vram)
-        vram_total = sum(int(g.get("total", g.get("total_bytes", 0))) for g in vram)
-    elif isinstance(vram, Mapping):
-        vram_used = _pick(vram, "used", "used_bytes")
-        vram_total = _pick(vram, "total", "total_bytes")
-    tiers = _pick(d, "stores", "store_bytes", "tiers") or {}
+        vram_used = sum(int(g.get("used_bytes", 0)) for g in vram)
+        vram_total = sum(int(g.get("total_bytes", 0)) for g in vram)
+    elif _pick(d, "unified_memory") is not None:  # Apple: one pool for CPU and GPU
+        vram_used = _pick(d, "unified_memory.used_bytes")
+        vram_total = _pick(d, "unified_memory.total_bytes")
+    tiers = _pick(d, "store_bytes", "stores") or {}
+    type_k, type_v = _pick(d, "kv.type_k", "kv.type"), _pick(d, "kv.type_v")
+    kv_type = f"{type_k}/{type_v}" if type_v and type_v != type_k else str(type_k or "")
     return GaugeView(
-        backend=str(_pick(d, "backend.name", "backend") or "—"),
-        rss_bytes=_pick(d, "ram.rss", "ram.process_rss", "rss_bytes", "rss"),
-        ram_used=_pick(d, "ram.used", "ram.used_bytes", "ram_used"),
-        ram_total=_pick(d, "ram.total", "ram.total_bytes", "ram_total"),
+        backend=str(_pick(d, "backend") or "—"),
+        rss_bytes=_pick(d, "rss_bytes"),
+        ram_used=_pick(d, "ram.used_bytes", "ram.used"),
+        ram_total=_pick(d, "ram.total_bytes", "ram.total"),
         vram_used=vram_used,
         vram_total=vram_total,
         kv_cells=cells,
         n_ctx=n_ctx,
-        kv_bytes=_pick(d, "kv.bytes", "kv.total_bytes", "kv_bytes"),
-        bytes_per_token=_pick(d, "kv.bytes_per_token", "bytes_per_token"),
-        kv_type=str(_pick(d, "kv.type", "kv.type_k", "type_k") or ""),
-        tokens_seen=int(_pick(d, "kv.tokens_seen", "tokens_seen") or 0),
+        kv_bytes=_pick(d, "kv.total_bytes", "kv.bytes"),
+        kv_used=_pick(d, "kv.used_bytes"),
+        bytes_per_token=_pick(d, "kv.bytes_per_token"),
+        kv_type=kv_type,
+        window=_pick(d, "kv.window"),
+        tokens_seen=int(_pick(d, "kv.tokens_seen") or 0),
         cells_held=held,
-        evictions=int(_pick(d, "kv.evictions", "evictions") or 0),
-        prefill_tps=_pick(d, "throughput.prefill_tps", "prefill_tps"),
-        decode_tps=_pick(d, "throughput.decode_tps", "decode_tps"),
+        evictions=int(_pick(d, "kv.evictions") or 0),
+        fallback_used=bool(_pick(d, "kv.fallback_used")),
+        prefill_tps=_pick(d, "prefill_tps"),
+        decode_tps=_pick(d, "decode_tps"),
         tiers={str(k): int(v) for k, v in dict(tiers).items() if isinstance(v, int | float)},
     )
 
@@ -120,8 +123,10 @@ class Snippet:
 class ContextView:
     recalled: tuple[Snippet, ...] = ()
     summary: str = ""
-    eviction: str = ""  # one line: which tokens left the window
+    eviction: str = ""  # one line: which segment left the window, how many tokens
+    eviction_text: str = ""  # how the evicted text began
     eviction_summary: str | None = None  # None: not summarized yet
+    summaries_written: bool = True  # False: no memory store, so nothing will be summarized
     pinned: tuple[str, ...] = ()  # core-memory facts (/remember)
 
 
@@ -133,21 +138,39 @@ def _get(obj: Any, *names: str) -> Any:
     return None
 
 
+_KINDS = {"m": "message", "s": "segment", "c": "core"}
+
+
+def source_label(item: Any) -> str:
+    """Where a remembered text came from: "src/app.py:10-42 · main", "segment s3 · demo"."""
+    path = _get(item, "path")
+    if path is not None:
+        start, end = _get(item, "start_line"), _get(item, "end_line")
+        label = f"{path}:{start}-{end}" if start is not None else str(path)
+        symbol = _get(item, "symbol")
+        return f"{label} · {symbol}" if symbol else label
+    ident = str(_get(item, "id") or "")
+    if ident.startswith("repo:"):
+        return ident[len("repo:") :]
+    if ident[:1] in _KINDS and ident[1:].isdigit():
+        label = f"{_KINDS[ident[0]]} {ident}"
+    else:
+        label = str(_get(item, "source", "kind") or "memory") + (f" {ident}" if ident else "")
+    session = _get(item, "session")
+    return f"{label} · {session}" if session else label
+
+
 def snippet_of(item: Any) -> Snippet:
-    """A recalled item (chunk, message or segment hit) -> source label and text."""
+    """A recalled item (RecalledItem, RecallHit, ArchivalHit or a plain mapping) -> Snippet."""
     if isinstance(item, str):
         return Snippet("memory", item)
-    source = _get(item, "source", "label")
-    if source is None:
-        path = _get(item, "path")
-        start, end = _get(item, "start_line", "line_start"), _get(item, "end_line", "line_end")
-        if path is not None:
-            source = f"{path}:{start}-{end}" if start is not None else str(path)
-        else:
-            kind, ident = _get(item, "kind", "tier") or "memory", _get(item, "id", "seq")
-            source = f"{kind} {ident}" if ident is not None else str(kind)
-    text = _get(item, "text", "content", "snippet") or ""
-    return Snippet(str(source), str(text), _get(item, "tokens", "n_tokens"))
+    explicit = _get(item, "label")
+    source = str(explicit) if explicit else source_label(item)
+    text = _get(item, "text", "content") or ""
+    summary = _get(item, "summary")
+    if summary:
+        text = f"{text}\n(summary: {summary})"
+    return Snippet(source, str(text), _get(item, "n_tokens", "tokens"))
 
 
 def context_view(session: Any) -> ContextView:
@@ -155,22 +178,23 @@ def context_view(session: Any) -> ContextView:
     if session is None:
         return ContextView()
     recalled = tuple(snippet_of(i) for i in (getattr(session, "last_recall", None) or ()))
-    summary = getattr(session, "running_summary", None) or getattr(session, "summary", None)
+    summary = getattr(session, "running_summary", None) or ""
     eviction = getattr(session, "last_eviction", None)
-    line, eviction_summary = "", None
+    line, text, eviction_summary = "", "", None
     if eviction is not None:
-        segment = _get(eviction, "segment") or eviction
-        n = _get(segment, "n_tokens")
-        positions = _get(segment, "positions")
-        seq = _get(segment, "seq")
-        where = f" from positions {positions[0]}–{positions[1]}" if positions else ""
-        line = f"#{seq}: {n} tokens{where}" if seq is not None else f"{n} tokens{where}"
+        ident = _get(eviction, "segment_id", "seq")
+        n = _get(eviction, "n_tokens")
+        line = f"segment s{ident}: {n} tokens" if ident is not None else f"{n} tokens"
+        text = " ".join(str(_get(eviction, "text") or "").split())[:160]
         eviction_summary = _get(eviction, "summary")
-    pinned = getattr(session, "core_memory", None) or getattr(session, "pinned_facts", None) or ()
+    core = getattr(session, "core", None) or ()
+    pinned = tuple(str(c[1]) if isinstance(c, tuple) else str(c) for c in core)
     return ContextView(
         recalled=recalled,
-        summary=str(summary or ""),
+        summary=str(summary),
         eviction=line,
+        eviction_text=text,
         eviction_summary=eviction_summary,
-        pinned=tuple(str(_get(p, "text") or p) for p in pinned),
+        summaries_written=getattr(session, "store", None) is not None,
+        pinned=pinned,
     )

@@ -27,8 +27,8 @@ TEXT_COLUMN_CHARS = 120
 def row_cells(item: Any) -> tuple[str, str, str, str]:
     """(id, tier, source, first line of text) for one memory item (pure)."""
     snippet = snippet_of(item)
-    ident = _get(item, "id", "rowid", "seq")
-    tier = _get(item, "tier", "kind", "store") or "memory"
+    ident = _get(item, "id")
+    tier = _get(item, "tier", "kind") or ("archival" if _get(item, "path") else "memory")
     first = " ".join(snippet.text.split())[:TEXT_COLUMN_CHARS]
     return (str(ident) if ident is not None else "—", str(tier), snippet.source, first)
 

@@ -54,6 +54,12 @@ class ContextPanel(Widget):
             out.append(Text("none yet: everything still fits the window", dim))
         else:
             out.append(Text(v.eviction, source))
-            summary = v.eviction_summary
-            out.append(Text(summary if summary else "summarizing…", "" if summary else dim))
+            if v.eviction_text:
+                out.append(Text(f"“{v.eviction_text}…”", dim, overflow="ellipsis"))
+            if v.eviction_summary:
+                out.append(Text(f"summary: {v.eviction_summary}"))
+            elif v.summaries_written:
+                out.append(Text("summarizing after this turn…", dim))
+            else:
+                out.append(Text("not summarized: this session has no memory store", dim))
         return Group(*out)

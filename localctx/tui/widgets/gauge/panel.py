@@ -97,7 +97,10 @@ class GaugePanel(_GaugeBase):
             legend.append("\n" if i % 2 else "   ")
         lines.append(legend)
         bpt = f"{v.bytes_per_token:,.0f} B/token" if v.bytes_per_token else "— B/token"
-        lines.append(Text(bpt, dim))
+        window = f" · window {human_count(v.window)}" if v.window else " · no window"
+        lines.append(Text(bpt + window, dim))
+        if v.fallback_used:
+            lines.append(Text("cache cannot shift: evictions re-prefill", self.style("label")))
 
         lines.append(Text(""))
         lines.append(

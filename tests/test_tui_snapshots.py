@@ -1,0 +1,141 @@
+"""SVG snapshots of the chat and memory screens at a pinned terminal size.
+
+Everything on screen is fixed: a FakeEngine, a session resumed with known messages and known
+"what the model sees" state, and a gauge reading that never changes. Update after an intended
+change with `pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from textual.pilot import Pilot
+
+from localctx.engine.base import ChatMessage
+from localctx.engine.fake import FakeEngine
+from localctx.gauge import GaugeReading, KvReading, RamReading
+from localctx.memory.retrieval import RecalledItem
+from localctx.session import Eviction, Session
+from localctx.tui import ChatSettings, LocalctxApp, make_app
+from localctx.tui.screens.memory import MemoryScreen
+from localctx.tui.widgets.chat.prompt import PromptInput
+
+READING = GaugeReading(
+    taken_at=0.0,
+    rss_bytes=412 * 2**20,
+    ram=RamReading(6 * 2**30, 10 * 2**30, 16 * 2**30),
+    backend="cpu",
+    gpu_offload=False,
+    layers_offloaded=0,
+    layers_total=31,
+    vram=None,
+    unified_memory=None,
+    kv=KvReading(
+        n_ctx=8192,
+        cells_used=2796,
+        regions={"sink": 4, "pinned": 380, "recalled": 512, "window": 1900, "free": 5396},
+        spans={},
+        total_bytes=8192 * 23_053,
+        used_bytes=2796 * 23_053,
+        bytes_per_token=23_053,
+        type_k="f16",
+        type_v="f16",
+        window=2048,
+        tokens_seen=14_230,
+        evictions=6,
+        evicted_tokens=11_434,
+        fallback_used=False,
+    ),
+    prefill_tps=197.0,
+    decode_tps=29.4,
+    prefill_tokens=420,
+    decode_tokens=96,
+    store_bytes={"db": 3_400_000, "snapshots": 48_000_000, "total": 51_400_000},
+)
+
+MESSAGES = [
+    {"role": "user", "content": "Where is the KV cache freed?"},
+    {
+        "role": "assistant",
+        "content": "In `LlamaEngine.close()`: the context is freed before the model.\n\n"
+        "```python\ndef close(self) -> None:\n    if self._ctx:\n"
+        "        llama_free(self._ctx)\n```",
+    },
+]
+
+
+class FixedReadings:
+    def sample(self) -> GaugeReading:
+        return READING
+
+
+class ResumedSession(Session):
+    """A session as the memory tier leaves it after a few evictions (fixed, for the picture)."""
+
+    def __init__(self, engine: FakeEngine) -> None:
+        super().__init__(engine, messages=[ChatMessage(**m) for m in MESSAGES])  # type: ignore[typeddict-item]
+        self.last_recall = [
+            RecalledItem(
+                "archival",
+                "repo:localctx/engine/llama.py:402-415",
+                'def close(self) -> None:\n    """Free the context, then the model."""',
+                4.2,
+                31,
+            ),
+            RecalledItem("recall", "s4", "We agreed to keep q8_0 for 32K contexts.", 2.5, 11),
+        ]
+        self.running_summary = "The user is reading the engine's resource handling; q8_0 chosen."
+        self.last_eviction = Eviction(6, 512, "Why does shifting re-quantize K? Because …", None)
+        self.last_eviction.summary = "Discussed why shifting re-quantizes K."
+        self.core = [(1, "The depot code is 4471.")]
+
+
+def snapshot_app() -> LocalctxApp:
+    engine = FakeEngine()
+    session = ResumedSession(engine)
+    settings = ChatSettings(engine=engine.settings, model_name="smollm2-135m", window=2048)
+    return make_app(
+        settings,
+        engine=engine,
+        session_factory=lambda e, s: session,
+        sampler_factory=lambda e, s: FixedReadings(),
+    )
+
+
+async def settle(pilot: Pilot[Any]) -> None:
+    app = pilot.app
+    assert isinstance(app, LocalctxApp)
+    for _ in range(200):
+        if app.session is not None and app.readings:
+            break
+        await pilot.pause(0.02)
+    await app.workers.wait_for_complete()
+    app.widget(PromptInput).cursor_blink = False
+    await pilot.pause()
+
+
+def test_chat_screen(snap_compare: Any) -> None:
+    assert snap_compare(snapshot_app(), terminal_size=(120, 36), run_before=settle)
+
+
+def test_chat_screen_small_terminal(snap_compare: Any) -> None:
+    assert snap_compare(snapshot_app(), terminal_size=(60, 20), run_before=settle)
+
+
+def test_memory_screen(snap_compare: Any) -> None:
+    rows = [
+        {"id": 12, "tier": "core", "source": "pinned", "text": "The depot code is 4471."},
+        {"id": 31, "tier": "recall", "source": "session demo · segment 4",
+         "text": "We agreed to keep q8_0 for 32K contexts."},
+        {"id": 77, "tier": "archival", "path": "localctx/engine/llama.py", "start_line": 402,
+         "end_line": 415, "text": "def close(self) -> None: ..."},
+    ]  # fmt: skip
+
+    async def open_memory(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, LocalctxApp)
+        await app.push_screen(MemoryScreen(app.session, rows=rows))
+        await pilot.pause()
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 30), run_before=open_memory)
