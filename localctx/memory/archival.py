@@ -37,6 +37,18 @@ class ArchivalHit:
     text: str
     score: float  # -bm25 x coverage: higher is better; comparable only within one query
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "repo": self.repo,
+            "path": self.path,
+            "start_line": self.start_line,
+            "end_line": self.end_line,
+            "symbol": self.symbol,
+            "language": self.language,
+            "score": round(self.score, 4),
+            "text": self.text,
+        }
+
 
 @dataclass(frozen=True)
 class FileState:
@@ -66,27 +78,27 @@ class ChunkLike(Protocol):
 
 
 def _v1(conn: sqlite3.Connection) -> None:
-    conn.executescript(
-        """
-        CREATE TABLE repos (
-            repo TEXT PRIMARY KEY, root TEXT NOT NULL,
-            digest TEXT NOT NULL DEFAULT '', digest_key TEXT NOT NULL DEFAULT '',
-            files INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 0,
-            bytes INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL DEFAULT (datetime('now')));
-        CREATE TABLE files (
-            id INTEGER PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, sha TEXT NOT NULL,
-            size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, language TEXT NOT NULL,
-            non_utf8 INTEGER NOT NULL DEFAULT 0, UNIQUE (repo, path));
-        CREATE TABLE chunks (
-            id INTEGER PRIMARY KEY,
-            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
-            start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,
-            symbol TEXT NOT NULL, kind TEXT NOT NULL);
-        CREATE INDEX chunks_by_file ON chunks (file_id);
-        CREATE VIRTUAL TABLE chunks_fts USING fts5 (
-            path, symbol, body, terms, tokenize = 'porter unicode61');
-        """
-    )
+    # Statement by statement: executescript() would COMMIT the migration's open transaction.
+    for statement in (
+        "CREATE TABLE repos ("
+        " repo TEXT PRIMARY KEY, root TEXT NOT NULL,"
+        " digest TEXT NOT NULL DEFAULT '', digest_key TEXT NOT NULL DEFAULT '',"
+        " files INTEGER NOT NULL DEFAULT 0, chunks INTEGER NOT NULL DEFAULT 0,"
+        " bytes INTEGER NOT NULL DEFAULT 0, updated_at TEXT NOT NULL DEFAULT (datetime('now')))",
+        "CREATE TABLE files ("
+        " id INTEGER PRIMARY KEY, repo TEXT NOT NULL, path TEXT NOT NULL, sha TEXT NOT NULL,"
+        " size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL, language TEXT NOT NULL,"
+        " non_utf8 INTEGER NOT NULL DEFAULT 0, UNIQUE (repo, path))",
+        "CREATE TABLE chunks ("
+        " id INTEGER PRIMARY KEY,"
+        " file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,"
+        " start_line INTEGER NOT NULL, end_line INTEGER NOT NULL,"
+        " symbol TEXT NOT NULL, kind TEXT NOT NULL)",
+        "CREATE INDEX chunks_by_file ON chunks (file_id)",
+        "CREATE VIRTUAL TABLE chunks_fts USING fts5 ("
+        " path, symbol, body, terms, tokenize = 'porter unicode61')",
+    ):
+        conn.execute(statement)
 
 
 MIGRATIONS: list[Migration] = [("archival_v1_repos_files_chunks_fts", _v1)]
