@@ -116,7 +116,7 @@ _BINARY_SUFFIXES = """
     .png .jpg .jpeg .gif .bmp .ico .webp .tif .tiff .psd .pdf .zip .gz .tgz .bz2 .xz .zst .7z
     .rar .tar .jar .war .whl .egg .so .dylib .dll .exe .o .a .lib .obj .class .pyc .pyo .pyd
     .wasm .bin .dat .db .sqlite .sqlite3 .gguf .safetensors .pt .pth .onnx .npy .npz .pkl
-    .parquet .mp3 .mp4 .wav .ogg .flac .mov .avi .mkv .webm .ttf .otf .woff .woff2 .eot"""
+    .mo .parquet .mp3 .mp4 .wav .ogg .flac .mov .avi .mkv .webm .ttf .otf .woff .woff2 .eot"""
 BINARY_SUFFIXES = frozenset(_BINARY_SUFFIXES.split())
 
 SNIFF_BYTES = 8192

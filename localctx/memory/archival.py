@@ -204,16 +204,26 @@ class ArchivalStore:
             (repo, path, state.sha, state.size, state.mtime_ns, language, int(non_utf8)),
         )
         file_id = cur.lastrowid
-        for chunk in chunks:
-            cid = self._conn.execute(
-                "INSERT INTO chunks (file_id, start_line, end_line, symbol, kind)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (file_id, chunk.start_line, chunk.end_line, chunk.symbol, chunk.kind),
-            ).lastrowid
-            self._conn.execute(
-                "INSERT INTO chunks_fts (rowid, path, symbol, body, terms) VALUES (?, ?, ?, ?, ?)",
-                (cid, path, chunk.symbol, chunk.text, camel_parts(chunk.symbol + " " + chunk.text)),
-            )
+        # Ids assigned here so both tables take one executemany each: the caller holds the
+        # write lock (BEGIN IMMEDIATE), so no other writer can take the same ids. Two
+        # executes per chunk were a fifth of the indexing time on Django (70K chunks).
+        (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()
+        ids = range(last + 1, last + 1 + len(chunks))
+        self._conn.executemany(
+            "INSERT INTO chunks (id, file_id, start_line, end_line, symbol, kind)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (i, file_id, c.start_line, c.end_line, c.symbol, c.kind)
+                for i, c in zip(ids, chunks, strict=True)
+            ],
+        )
+        self._conn.executemany(
+            "INSERT INTO chunks_fts (rowid, path, symbol, body, terms) VALUES (?, ?, ?, ?, ?)",
+            [
+                (i, path, c.symbol, c.text, camel_parts(c.symbol + " " + c.text))
+                for i, c in zip(ids, chunks, strict=True)
+            ],
+        )
 
     def touch_file(self, repo: str, path: str, state: FileState) -> None:
         """Same content, new stat: remember the stat so the next run need not read it."""
