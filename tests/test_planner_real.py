@@ -1,0 +1,111 @@
+"""The planner's predictions against what llama.cpp really allocates, on the embedded models.
+
+KV bytes: llama.cpp's own report (engine.kv_allocation(), parsed from its log) must be within
+1% of the prediction for every cache type, at 8K and 32K, with SWA bounded (Gemma-3).
+Totals: the RSS a fresh process grows by when it loads the model and prefills one ubatch
+(512 tokens, which touches the compute buffer a chat uses) must be within 10% of the plan's
+total. Measured in a subprocess so other tests' allocations cannot skew it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from localctx.engine import EngineSettings, load_engine
+from localctx.planner.devices import DeviceBudget
+from localctx.planner.kvmath import kv_sizing
+from localctx.planner.plan import make_plan
+from localctx.planner.shape import load_shape
+
+pytestmark = pytest.mark.real
+DATA = Path(__file__).parent / "data"
+CPU = DeviceBudget("cpu", "cpu", 2**40, 2**40, 2**40, False, "test")
+
+
+@pytest.mark.parametrize("kv", ["f16", "q8_0", "q4_0"])
+@pytest.mark.parametrize("model", ["smollm_path", "gemma_path"])
+def test_predicted_kv_bytes_within_1pct_of_llama_cpp(
+    model: str, kv: str, request: pytest.FixtureRequest
+) -> None:
+    path: Path = request.getfixturevalue(model)
+    shape = load_shape(path)
+    for n_ctx in (8192, 32768):
+        settings = EngineSettings(path, n_ctx=n_ctx, type_k=kv, type_v=kv, force=True)
+        with load_engine(settings) as engine:
+            alloc = engine.kv_allocation()
+        predicted = kv_sizing(shape, kv, kv, n_ctx)
+        assert alloc.total_bytes == pytest.approx(predicted.total_bytes, rel=0.01), (n_ctx, kv)
+        expected_cells = (
+            (predicted.cells, predicted.swa_cells) if shape.window else (predicted.cells,)
+        )
+        assert alloc.cells == expected_cells
+
+
+def test_state_size_grows_by_the_predicted_bytes_per_token(smollm, smollm_path: Path) -> None:
+    """A second witness: the sequence state holds exactly bytes_per_token per cell."""
+    per_token = kv_sizing(load_shape(smollm_path), "f16", "f16", 2048).bytes_per_token
+    text = (DATA / "devils-dictionary-excerpt.txt").read_text()[:4000]
+    tokens = smollm.tokenize(text)
+    smollm.decode(tokens[:40])
+    small = len(smollm.state_get())
+    smollm.decode(tokens[40:140])
+    large = len(smollm.state_get())
+    assert (large - small) == pytest.approx(100 * per_token, rel=0.01)
+
+
+_FOOTPRINT = """
+import json, sys
+from pathlib import Path
+import psutil
+from localctx.engine.llama import _init_backend
+from localctx.engine import EngineSettings, load_engine
+_init_backend()  # the library's own pages are not the model's footprint
+proc = psutil.Process()
+before = proc.memory_info().rss
+path, n_ctx, kv, text = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+engine = load_engine(EngineSettings(path, n_ctx=n_ctx, type_k=kv, type_v=kv, force=True))
+loaded = proc.memory_info().rss
+engine.decode(engine.tokenize(Path(text).read_text()[:20000])[:512])
+print(json.dumps({"load": loaded - before, "after_prefill": proc.memory_info().rss - before}))
+"""
+
+
+def measured_footprint(path: Path, n_ctx: int, kv: str) -> dict[str, int]:
+    text = DATA / "devils-dictionary-excerpt.txt"
+    out = subprocess.run(
+        [sys.executable, "-c", _FOOTPRINT, str(path), str(n_ctx), kv, str(text)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def predicted_total(path: Path, n_ctx: int, kv: str) -> int:
+    plan = make_plan(load_shape(path), n_ctx, [CPU], CPU)
+    return next(r.total_bytes for r in plan.rows if r.kv == kv)
+
+
+@pytest.mark.parametrize("n_ctx", [8192, pytest.param(32768, marks=pytest.mark.slow)])
+def test_total_within_10pct_of_the_process_footprint_smollm(smollm_path: Path, n_ctx: int) -> None:
+    measured = measured_footprint(smollm_path, n_ctx, "f16")
+    predicted = predicted_total(smollm_path, n_ctx, "f16")
+    assert measured["after_prefill"] == pytest.approx(predicted, rel=0.10)
+    assert measured["load"] == pytest.approx(predicted, rel=0.10)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("n_ctx", "kv"), [(8192, "f16"), (32768, "f16"), (32768, "q4_0")])
+def test_total_within_10pct_of_the_process_footprint_gemma(
+    gemma_path: Path, n_ctx: int, kv: str
+) -> None:
+    measured = measured_footprint(gemma_path, n_ctx, kv)
+    predicted = predicted_total(gemma_path, n_ctx, kv)
+    assert measured["after_prefill"] == pytest.approx(predicted, rel=0.10)
+    assert measured["load"] == pytest.approx(predicted, rel=0.10)
