@@ -396,3 +396,89 @@ async def test_layout_survives_sizes(size: tuple[int, int]) -> None:
     async with app.run_test(size=size) as pilot:
         await ask(pilot, "hi")
         assert app.widget(PromptInput).region.height >= 1
+
+
+@sync
+async def test_plan_ingest_and_repo_commands(smollm_path: Path, tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "depot.py").write_text('def parse_depot(code):\n    """Depot for a code."""\n')
+    engine = FakeEngine(EngineSettings(model_path=smollm_path, n_ctx=4096))
+    app = fake_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "/plan")
+        table = app.screen.query(CommandAnswer).last().source
+        assert "| q8_0 |" in table and "| q4_0 |" in table
+        await ask(pilot, f"/ingest {repo}")
+        assert "indexed 1 files" in app.screen.query(CommandAnswer).last().source
+        await ask(pilot, f"/repo {repo}")
+        await until(pilot, lambda: not app.loading and app.settings.repo == repo.resolve())
+        assert app.session.repo is not None and "depot.py" in app.session.repo.digest
+        await ask(pilot, "/recall parse_depot")
+        assert "depot.py:1-2" in app.screen.query(CommandAnswer).last().source
+
+
+@sync
+async def test_model_command_reloads_and_keeps_the_conversation() -> None:
+    loaded: list[EngineSettings] = []
+
+    def factory(settings: EngineSettings) -> FakeEngine:
+        loaded.append(settings)
+        return FakeEngine(settings)
+
+    first = FakeEngine()
+    app = make_app(
+        ChatSettings(engine=first.settings, session_name="keep"),
+        engine=first,
+        engine_factory=factory,
+    )
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "hello")
+        await ask(pilot, "/model gemma3-270m")
+        await until(pilot, lambda: bool(loaded) and not app.loading and app.session is not None)
+        assert loaded[0].model_path.name.startswith("gemma-3-270m")
+        assert app.widget(StatusLine).model == "gemma3-270m"
+        assert [m["content"] for m in app.session.messages] == ["hello", "echo: hello"]
+        await ask(pilot, "/model no-such-model")
+        assert any("unknown model 'no-such-model'" in n.message for n in app._notifications)
+
+
+@sync
+async def test_session_command_switches_and_comes_back() -> None:
+    app = fake_app(session_name="one")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "first session question")
+        await ask(pilot, "/session two")
+        await until(pilot, lambda: not app.loading and app.settings.session_name == "two")
+        assert app.session.messages == [] and not app.screen.query(UserMessage)
+        await ask(pilot, "/session one")
+        await until(pilot, lambda: not app.loading and app.settings.session_name == "one")
+        await until(pilot, lambda: bool(app.screen.query(UserMessage)))
+        assert app.session.messages[0]["content"] == "first session question"
+
+
+@sync
+async def test_first_start_without_a_model_offers_the_pull(
+    smollm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import localctx.models.pull as pull_module
+
+    def fake_pull(entry: Any, progress: Any) -> tuple[Path, bool]:
+        progress(50, 100)
+        progress(100, 100)
+        return smollm_path, True
+
+    monkeypatch.setattr(pull_module, "pull", fake_pull)
+    app = make_app(ChatSettings(engine=None), engine_factory=lambda s: FakeEngine(s))
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: bool(app.screen.query("#pull-yes")))
+        await pilot.press("enter")  # the Pull button has the focus
+        await until(pilot, lambda: app.session is not None)
+        assert app.settings.engine is not None
+        assert app.settings.engine.model_path == smollm_path
+    declined = make_app(ChatSettings(engine=None), engine_factory=lambda s: FakeEngine(s))
+    async with declined.run_test(size=(120, 40)) as pilot:
+        await until(pilot, lambda: type(declined.screen).__name__ == "PullScreen")
+        await pilot.press("escape")
+        await until(pilot, lambda: any("models pull" in n.message for n in declined._notifications))
+        assert declined.session is None and declined.is_running

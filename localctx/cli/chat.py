@@ -13,10 +13,9 @@ from pathlib import Path
 import click
 
 from localctx.cli.common import engine_options
-from localctx.engine.base import EngineSettings
 from localctx.errors import BadInput, Exit, LocalctxError, ModelNotFound
 from localctx.models.catalogue import Catalogue
-from localctx.runconfig import engine_settings
+from localctx.runconfig import RunConfig, run_config
 
 
 @click.command()
@@ -31,6 +30,7 @@ def chat(
     force: bool = False,
     threads: int | None = None,
     gpu_layers: int | None = None,
+    rpc: str | None = None,
     repo: str | None = None,
     session_name: str | None = None,
 ) -> None:
@@ -42,14 +42,14 @@ def chat(
     if window is not None and window <= 0:
         raise BadInput(f"--window must be a positive number of tokens, not {window}")
     repo_path = _repo(repo)
-    engine = _engine_or_pull(model, kv, n_ctx, force, threads, gpu_layers)
+    config = _config_or_pull(model, kv, n_ctx, window, force, threads, gpu_layers, rpc)
 
     from localctx.tui import ChatSettings, make_app
 
     settings = ChatSettings(
-        engine=engine,
-        model_name=model,
-        window=window,
+        engine=config.settings if config else None,
+        model_name=model or Catalogue.load().default.name,
+        window=config.window if config else window,
         repo=repo_path,
         session_name=session_name,
     )
@@ -67,19 +67,20 @@ def _repo(repo: str | None) -> Path | None:
     return path.resolve()
 
 
-def _engine_or_pull(
+def _config_or_pull(
     model: str | None,
     kv: str | None,
     n_ctx: int | None,
+    window: int | None,
     force: bool,
     threads: int | None,
     gpu_layers: int | None,
-) -> EngineSettings | None:
-    """EngineSettings, or None when the default model is not installed (the app offers it)."""
+    rpc: str | None = None,
+) -> RunConfig | None:
+    """The planner's settings, or None when the default model is not installed (the app then
+    offers to pull it); a model the user named that is missing stays an error."""
     try:
-        return engine_settings(
-            model=model, kv=kv, n_ctx=n_ctx, force=force, threads=threads, gpu_layers=gpu_layers
-        )
+        return run_config(model, kv, n_ctx, window, force, threads, gpu_layers, rpc)
     except ModelNotFound:
         if model is not None or Catalogue.load().default.installed:
             raise

@@ -249,7 +249,7 @@ class LocalctxApp(App[str | None]):
             self.notify(notice, severity="warning", timeout=8)
         status = self.widget(StatusLine)
         self._show_settings(status)
-        status.model = getattr(engine, "model_name", "") or status.model
+        status.model = self.settings.model_name or getattr(engine, "model_name", "") or "model"
         info = engine.backend_info()
         status.backend = str(info.get("backend", ""))
         status.n_ctx = engine.n_ctx

@@ -47,6 +47,9 @@ class PullScreen(ModalScreen[bool]):
                 yield Button("Pull", variant="primary", id="pull-yes")
                 yield Button("Not now", id="pull-no")
 
+    def on_mount(self) -> None:
+        self.query_one("#pull-yes", Button).focus()
+
     @on(Button.Pressed, "#pull-yes")
     def start_pull(self) -> None:
         self.query_one("#pull-yes", Button).disabled = True

@@ -62,7 +62,12 @@ class ReplyFooter(Static):
 
 class CommandAnswer(Markdown):
     def __init__(self, title: str, markdown: str) -> None:
-        body = f"**{title}**\n\n{markdown}" if title else markdown
+        if not title:
+            body = markdown
+        elif "\n" in markdown.strip():
+            body = f"**{title}**\n\n{markdown}"
+        else:
+            body = f"**{title}** · {markdown}"  # one-line answers stay one line
         super().__init__(body, classes="message command")
 
 
