@@ -8,6 +8,7 @@ import click
 
 from localctx.cli.common import emit_json, engine_options, json_option
 from localctx.engine import Sampling, load_engine
+from localctx.gauge import GaugeSampler
 from localctx.runconfig import engine_settings
 from localctx.session import Session
 
@@ -34,6 +35,8 @@ def ask(
         session = Session(engine)
         echo = None if as_json else _stream_out
         result = session.ask(question, sampling, on_text=echo)
+        policy = getattr(session, "policy", None)
+        reading = GaugeSampler(engine, policy).sample() if as_json else None
         if as_json:
             emit_json(
                 {
@@ -48,6 +51,7 @@ def ask(
                     "n_ctx": engine.n_ctx,
                     "type_k": settings.type_k,
                     "type_v": settings.type_v,
+                    "gauge": reading.to_json() if reading else None,
                 }
             )
         else:
