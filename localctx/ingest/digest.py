@@ -45,16 +45,15 @@ def rank_symbols(
     defined_in: dict[str, set[str]] = defaultdict(set)
     for path, symbol, _ in defs:
         defined_in[symbol.rsplit(".", 1)[-1]].add(path)
-    users: Counter[str] = Counter()
-    users_here: dict[str, set[str]] = defaultdict(set)
+    users: Counter[str] = Counter()  # files using a name, not counting files defining it
     for path, idents in file_idents:
         for name in idents & defined_in.keys():
-            users[name] += 1
-            users_here[name].add(path)
+            if path not in defined_in[name]:
+                users[name] += 1
     ranked: list[RankedSymbol] = []
     for path, symbol, line in defs:
         name = symbol.rsplit(".", 1)[-1]
-        others = users[name] - (1 if path in users_here[name] else 0)
+        others = users[name]
         depth_penalty = 1 + 2 * symbol.count(".")  # method names are generic (write, update)
         score = others / len(defined_in[name]) / depth_penalty
         ranked.append(RankedSymbol(path, symbol, line, score))
@@ -75,7 +74,7 @@ def render_digest(
 ) -> str:
     """Header + layout + the most symbols that fit `budget` (binary search on how many)."""
     layout = _layout(files, int(budget * LAYOUT_SHARE), count)
-    lo, hi = 0, len(ranked)
+    lo, hi = 0, min(len(ranked), budget)  # each symbol costs at least one token
     best = _symbols_text(header, layout, [])
     while lo <= hi:
         mid = (lo + hi) // 2
