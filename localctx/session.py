@@ -1,22 +1,42 @@
 """One conversation without a UI: messages in, streamed tokens out. Used by `ask` and the TUI.
 
-The cache is reused across turns: the new prompt is compared with the tokens already in the
-KV cache and only the part after the common prefix is decoded (re-prefilling a 1,000-token
-history costs 4-8 s on 2 cores; reusing it costs nothing).
+The KV cache holds [sinks | pinned: system prompt, core memory, repo digest, running summary |
+recalled snippets | rolling window of messages]. Each message is decoded once, as the template
+increment after the previous one (re-prefilling a 1,000-token history costs 4-8 s on 2 cores;
+appending costs only the new tokens). A sink window (localctx.kv.policy) evicts the oldest
+window tokens when the cache is full; every evicted segment goes to the recall store verbatim
+and is summarized by the same model *between* turns (`summarize_pending`), never while tokens
+stream. Before each answer the user's message is searched (BM25) over the recall store and the
+attached repo, and the best passages that fit a token budget are decoded right before it.
+
+Must not: render anything, or import llama_cpp / textual. `Session(engine)` alone keeps the
+old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine, Sampling, TokenEvent
+from localctx.errors import EngineFailed
+from localctx.kv.segment import EvictedSegment
+from localctx.memory import layout, retrieval, summarizer
+from localctx.memory.context import ContextLedger, PinnedParts, identity_for, make_policy
+from localctx.memory.explicit import forget_everywhere
+from localctx.memory.recall import Forgotten, RecallStore
+from localctx.memory.retrieval import RecalledItem
+from localctx.memory.snapshots import SnapshotStore
 
 DEFAULT_SYSTEM = (
     "You are localctx, a helpful assistant running fully offline on the user's machine. "
     "Answer concisely and accurately."
 )
+PINNED_ID = 0  # message id the pinned region is attributed to
 
 
 @dataclass
@@ -28,14 +48,122 @@ class TurnResult:
     decode_tps: float
     reused_tokens: int
     stop_reason: str
+    recalled: list[RecalledItem] = field(default_factory=list)
 
 
 @dataclass
-class Session:
-    engine: Engine
-    system_prompt: str = DEFAULT_SYSTEM
-    messages: list[ChatMessage] = field(default_factory=list)
+class Eviction:
+    """The latest segment the window evicted; `summary` is filled in once written."""
 
+    segment_id: int | None
+    n_tokens: int
+    text: str
+    summary: str | None = None
+
+
+class Session:
+    def __init__(
+        self,
+        engine: Engine,
+        system_prompt: str = DEFAULT_SYSTEM,
+        messages: list[ChatMessage] | None = None,
+        *,
+        store: RecallStore | None = None,
+        snapshots: SnapshotStore | None = None,
+        name: str | None = None,
+        window: int | None = None,
+        n_sink: int = 4,
+        repo: Any = None,
+        recall_budget: int | None = None,
+        summary_budget: int | None = None,
+        policy_factory: Callable[..., Any] | None = None,
+        summarize_per_turn: int = 2,
+        owns_repo: bool = False,
+    ) -> None:
+        self.engine = engine
+        self.system_prompt = system_prompt
+        self.messages: list[ChatMessage] = list(messages or [])
+        self.store = store
+        self.snapshots = snapshots
+        self.name = name
+        self.repo = repo  # localctx.ingest RepoContext (digest, repo, store) or None
+        self.window = window if window else engine.n_ctx
+        self.n_sink = n_sink
+        self.recall_budget = recall_budget or max(64, min(512, self.window // 4))
+        self.summary_budget = summary_budget or max(64, min(256, self.window // 6))
+        self.policy: Any = None
+        self.last_recall: list[RecalledItem] = []
+        self.last_eviction: Eviction | None = None
+        self.evictions: list[EvictedSegment] = []  # kept only when there is no store
+        self.notices: list[str] = []  # snapshot fallbacks etc., for the UI to show once
+        self.running_summary = ""
+        self.core: list[tuple[int, str]] = []
+        # Segments summarized before a turn starts: bounds the wait (a summary is a prefill
+        # plus up to 64 decoded tokens, ~3 s each with SmolLM2-135M on 2 cores); the rest wait
+        # for `summarize_pending()` between turns (the UI's worker, `ask` after answering).
+        self.summarize_per_turn = summarize_per_turn
+        self._owns_repo = owns_repo
+        self._policy_factory = policy_factory or make_policy
+        self._sid = 0
+        self._ledger = ContextLedger()
+        self._started = False
+        self._recalled_seq = 0
+        self._local_ids = 0
+        self._pinned_dirty = False
+        self._evicted_since_rebuild = 0
+        self._evicted_message_ids: set[int] = set()
+        self._last_prompt_tokens = 0
+        self._last_reused = 0
+        if store is not None:
+            self._sid = store.session_id(name or "default", model=engine.model_name)
+            self.running_summary = store.running_summary(self._sid)
+            self.core = store.core()
+
+    @classmethod
+    def open(
+        cls,
+        engine: Engine,
+        *,
+        name: str | None = None,
+        window: int | None = None,
+        repo: Any = None,
+        system_prompt: str = DEFAULT_SYSTEM,
+        **options: Any,
+    ) -> Session:
+        """A session over the on-disk stores; `name` resumes one (messages, summary, KV).
+
+        `repo` is a path (ingested on first use, its digest pinned and its chunks recalled)
+        or an already attached RepoContext.
+        """
+        import time
+
+        if isinstance(repo, str | Path):
+            from localctx.ingest import attach
+
+            repo = attach(repo, token_counter=lambda text: len(engine.tokenize(text)))
+            options.setdefault("owns_repo", True)
+        store = RecallStore()
+        session_name = name or time.strftime("session-%Y%m%d-%H%M%S")
+        return cls(
+            engine,
+            system_prompt,
+            store=store,
+            snapshots=SnapshotStore(),
+            name=session_name,
+            window=window,
+            repo=repo,
+            **options,
+        )
+
+    # ------------------------------------------------------------------ what the UI reads
+    @property
+    def session_id(self) -> int:
+        return self._sid
+
+    def pinned_tokens(self) -> int:
+        return self._ledger.pinned_len
+
+    # ------------------------------------------------------------------ a turn
     def stream(
         self,
         user_text: str,
@@ -43,20 +171,41 @@ class Session:
         *,
         cancel: threading.Event | None = None,
     ) -> Iterator[TokenEvent]:
-        """Add the user's message, prefill what the cache lacks, and stream the reply."""
+        """Recall, append the user's message, and stream the reply (make_room evicts)."""
         sampling = sampling or Sampling()
+        self.prepare_turn()
+        cells_before = self.engine.cells_used
+        self.last_recall = self._recall(user_text)
+        if self.last_recall:
+            self._recalled_seq += 1
+            body = retrieval.recalled_text(self.last_recall)
+            self._append({"role": "system", "content": body}, -self._recalled_seq, "recalled")
         self.messages.append({"role": "user", "content": user_text})
-        prompt = self.engine.format_chat(self._with_system(self.messages))
-        tokens = self.engine.tokenize(prompt, add_special=True)
-        self._last_prompt_tokens = len(tokens)
-        self._last_reused = self._prefill(tokens)
+        uid = self._store_message("user", user_text)
+        self._append({"role": "user", "content": user_text}, uid, "message", generation=True)
+        self._last_prompt_tokens = self.engine.cells_used
+        self._last_reused = min(cells_before, self._last_prompt_tokens)
+        aid = self._store_message("assistant", "")
+        self._begin(aid, "message")
         pieces: list[str] = []
+        generated: list[int] = []
         try:
-            for event in self.engine.generate(sampling, cancel=cancel):
+            for event in self.engine.generate(sampling, cancel=cancel, make_room=self._room):
                 pieces.append(event.text)
+                generated.append(event.token)
                 yield event
         finally:
-            self.messages.append({"role": "assistant", "content": "".join(pieces).strip()})
+            # A consumer that stops iterating leaves the last yielded token undecoded.
+            if generated and self.engine.tokens[-1:] != generated[-1:]:
+                generated.pop()
+                pieces = pieces[: len(generated)]
+            self._ledger.add(generated, aid)
+            raw = "".join(pieces)
+            self._ledger.last = {"role": "assistant", "content": raw}
+            self.messages.append({"role": "assistant", "content": raw.strip()})
+            if self.store is not None and aid > 0:
+                self.store.set_message_content(aid, raw)
+            self._collect_evictions()
 
     def ask(
         self,
@@ -78,21 +227,312 @@ class Session:
             decode_tps=stats.decode_tps,
             reused_tokens=self._last_reused,
             stop_reason=stats.stop_reason,
+            recalled=list(self.last_recall),
         )
 
-    def _with_system(self, messages: list[ChatMessage]) -> list[ChatMessage]:
-        if not self.system_prompt:
-            return list(messages)
-        return [{"role": "system", "content": self.system_prompt}, *messages]
+    def feed(self, role: str, text: str) -> None:
+        """Append a message without generating (imports, benchmarks): stored and decoded."""
+        self.prepare_turn(summarize=False)
+        mid = self._store_message(role, text)
+        self._append({"role": role, "content": text}, mid, "message")
+        self.messages.append({"role": role, "content": text})
+        self._collect_evictions()
 
-    def _prefill(self, tokens: list[int]) -> int:
-        """Keep the cached common prefix, drop the rest, decode the new tail."""
-        cached = self.engine.tokens
-        common = 0
-        limit = min(len(cached), len(tokens) - 1)  # always decode >= 1 token for fresh logits
-        while common < limit and cached[common] == tokens[common]:
-            common += 1
-        if common < len(cached):
-            self.engine.kv_remove(common, -1)
-        self.engine.decode(tokens[common:])
-        return common
+    def prepare_turn(self, *, summarize: bool = True) -> None:
+        """Between turns: start or resume the context, write pending summaries, refresh the
+        pinned region when the running summary changed enough to be worth a re-decode."""
+        if not self._started:
+            self._start()
+        if summarize and self.summarize_per_turn:
+            self.summarize_pending(self.summarize_per_turn)
+        # At most one re-decode of the window per window of evicted tokens: that bounds the
+        # extra prefill to ~1x of what the conversation itself decoded.
+        if self._pinned_dirty and self._evicted_since_rebuild >= self.window:
+            self._rebuild()
+
+    # ------------------------------------------------------------------ memory between turns
+    def summarize_pending(self, max_segments: int | None = None) -> int:
+        """Summarize evicted segments still pending (this run's or a crashed run's) with the
+        loaded model, updating running summaries. Call between turns; returns how many."""
+        if self.store is None:
+            return 0
+        pending = self.store.pending_segments(max_segments)
+        if not pending:
+            return 0
+        count = self._count
+        with self._scratch_cache():
+            for seg in pending:
+                summary = summarizer.summarize_segment(self.engine, seg.text)
+                running = self.store.running_summary(seg.session_id)
+                running = summarizer.update_running(
+                    self.engine, running, summary, self.summary_budget, count
+                )
+                self.store.set_summary(seg.id, summary, running=(seg.session_id, running))
+                if seg.session_id == self._sid:
+                    self.running_summary = running
+                    self._pinned_dirty = True
+                if self.last_eviction and self.last_eviction.segment_id == seg.id:
+                    self.last_eviction.summary = summary
+        return len(pending)
+
+    def remember(self, text: str) -> int:
+        """/remember: pin a fact to core memory; it is in context from the next turn on."""
+        if self.store is None:
+            raise EngineFailed("this session has no memory store")
+        cid = self.store.add_core(text)
+        self.core = self.store.core()
+        if self._started:  # in the window now, in the pinned region from the next rebuild
+            self._append({"role": "system", "content": f"Remember: {text.strip()}"}, PINNED_ID,
+                         "message")  # fmt: skip
+            self._pinned_dirty = True
+        return cid
+
+    def forget(self, id_or_query: str) -> Forgotten:
+        """/forget: delete by id or query everywhere, and drop it from the live context now."""
+        if self.store is None:
+            raise EngineFailed("this session has no memory store")
+        gone, _ = forget_everywhere(self.store, self.snapshots, id_or_query)
+        if gone.ids:
+            self.core = self.store.core()
+            self.running_summary = self.store.running_summary(self._sid)
+            if self._started:
+                self._rebuild(drop=gone.numbers("m"))
+        return gone
+
+    def close(self) -> None:
+        """Save the whole context as a KV snapshot for `--session` resume, then release the
+        stores this session opened. Never raises: a failed snapshot is a notice."""
+        try:
+            self._save_snapshot()
+        finally:
+            if self._owns_repo and self.repo is not None:
+                self.repo.store.close()
+                self._owns_repo = False
+
+    def _save_snapshot(self) -> None:
+        if not self._started or self.store is None or self.snapshots is None:
+            return
+        try:
+            self._collect_evictions()
+            meta = self._ledger.snapshot_meta(self.name or "", self.engine.cells_used)
+            meta["core_ids"] = [cid for cid, _ in self.core]
+            key = self.snapshots.save(
+                self._identity(), self.engine.tokens, self.engine.state_get(), meta
+            )
+            if key:
+                self.store.set_snapshot_key(self._sid, key)
+        except (EngineFailed, OSError) as exc:
+            self.notices.append(f"session snapshot not saved: {exc}")
+        self.notices.extend(self.snapshots.notices)
+
+    # ------------------------------------------------------------------ the context
+    def _pinned(self) -> PinnedParts:
+        digest = getattr(self.repo, "digest", "") or ""
+        return PinnedParts.build(
+            self.engine,
+            self.system_prompt,
+            [text for _, text in self.core],
+            self.running_summary,
+            digest,
+            max_tokens=max(32, self.window // 2),
+        )
+
+    def _start(self) -> None:
+        self._started = True
+        if self.store is not None and self._resume_from_snapshot():
+            return
+        self._decode_pinned()
+        if self.store is not None:
+            self._replay_history()
+
+    def _decode_pinned(self) -> None:
+        """Fresh cache: restore the stable pinned prefix from a snapshot or decode it."""
+        parts = self._pinned()
+        self.engine.kv_clear()
+        self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
+        self._ledger = ContextLedger(pinned_len=len(parts.tokens))
+        restored = False
+        if self.snapshots is not None and parts.stable_worth_saving:
+            snap = self.snapshots.find(self._identity(), parts.stable)
+            if snap is not None:
+                with contextlib.suppress(EngineFailed):
+                    self.engine.state_set(snap.data, snap.tokens)
+                    restored = True
+        self._begin(PINNED_ID, "message")
+        if not restored:
+            self._decode(parts.stable)
+            if self.snapshots is not None and parts.stable_worth_saving:
+                meta = {"kind": "prefix", "core_ids": [cid for cid, _ in self.core]}
+                self.snapshots.save(self._identity(), parts.stable, self.engine.state_get(), meta)
+        self._decode(parts.rest)
+        self._set_pinned_end(len(parts.tokens))
+        self._pinned_dirty = False
+        self._evicted_since_rebuild = 0
+
+    def _replay_history(self) -> None:
+        """Resume without a usable snapshot: re-decode the newest messages that fit half the
+        window; older ones stay reachable through recall."""
+        assert self.store is not None
+        rows = self.store.messages(self._sid)
+        if not rows:
+            return
+        budget = max(0, (self.window - self._ledger.pinned_len) // 2)
+        chosen: list[tuple[int, str, str]] = []
+        used = 0
+        for row in reversed(rows):
+            n = self._count(row[2]) + 8
+            if used + n > budget:
+                break
+            chosen.append(row)
+            used += n
+        for mid, role, content in reversed(chosen):
+            self._append({"role": role, "content": content}, mid, "message")
+        self.messages = [{"role": r, "content": c.strip()} for _, r, c in rows]
+
+    def _resume_from_snapshot(self) -> bool:
+        assert self.store is not None
+        key = self.store.snapshot_key(self._sid)
+        if not key or self.snapshots is None:
+            return False
+        snap = self.snapshots.load(key, self._identity())
+        self.notices.extend(self.snapshots.notices)
+        self.snapshots.notices.clear()
+        if snap is None:
+            return False
+        parts = self._pinned()
+        if snap.tokens[: len(parts.tokens)] != parts.tokens:
+            self.notices.append("session snapshot predates a memory change; recomputing")
+            return False
+        try:
+            self.engine.state_set(snap.data, snap.tokens)
+        except EngineFailed as exc:
+            self.notices.append(f"session snapshot rejected ({exc}); recomputing")
+            return False
+        self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
+        self._ledger = ContextLedger.from_snapshot(snap.meta, snap.tokens, len(parts.tokens))
+        self._set_pinned_end(len(parts.tokens))
+        rows = self.store.messages(self._sid)
+        self.messages = [{"role": r, "content": c.strip()} for _, r, c in rows]
+        return True
+
+    def _rebuild(self, drop: set[int] | None = None) -> None:
+        """New pinned region (summary or core changed): re-decode it, then replay the window
+        tail that was in the cache (minus `drop`ped messages). Costs one window of prefill."""
+        tail = self._ledger.tail(self.engine.tokens)
+        last = self._ledger.last
+        self._collect_evictions()
+        self._decode_pinned()
+        for owner, kind, tokens in tail:
+            if drop and owner in drop:
+                continue
+            self._begin(owner, kind)
+            self._decode(tokens)
+            self._ledger.add(tokens, owner, kind)
+        self._ledger.last = last
+        self._collect_evictions()
+
+    def _append(
+        self, message: ChatMessage, owner: int, kind: str, *, generation: bool = False
+    ) -> None:
+        fmt = self.engine.format_chat
+        text = layout.continuation(fmt, self._ledger.last, [message], generation=generation)
+        tokens = self.engine.tokenize(text)
+        self._begin(owner, kind)
+        self._decode(tokens)
+        self._ledger.add(tokens, owner, kind)
+        self._ledger.last = message
+
+    # ------------------------------------------------------------------ recall
+    def _recall(self, query: str) -> list[RecalledItem]:
+        if self.store is None:
+            return []
+        held = self._ledger.owners_in_cache(self.engine.cells_used)
+        exclude = {f"m{m}" for m in held if m > 0 and m not in self._evicted_message_ids}
+        exclude |= {f"m{m}" for m in self.store.covered_message_ids(self._sid)}
+        archival = getattr(self.repo, "store", None)
+        candidates = retrieval.gather(
+            query,
+            self.store,
+            exclude=exclude,
+            archival=archival,
+            repo=getattr(self.repo, "repo", None),
+            max_chars=max(160, min(600, self.recall_budget * 2)),  # ~3-4 chars per token
+        )
+        return retrieval.select_within_budget(candidates, self.recall_budget, self._count)
+
+    # ------------------------------------------------------------------ plumbing
+    def _collect_evictions(self) -> None:
+        if self.policy is None:
+            return
+        for seg in self.policy.queue.drain():
+            self._evicted_since_rebuild += seg.n_tokens
+            owners = self._ledger.owners_between(seg.stream_start, seg.stream_end)
+            owners = list(seg.message_ids) if owners is None else list(dict.fromkeys(owners))
+            if all(self._ledger.kinds.get(o) == "recalled" for o in owners):
+                continue  # only recalled snippets: copies of what is stored already
+            real = [o for o in owners if o > 0]
+            self._evicted_message_ids.update(real)
+            seg_id = None
+            if self.store is not None:
+                seg_id = self.store.add_segment(
+                    self._sid,
+                    seq=seg.seq,
+                    text=seg.text,
+                    n_tokens=seg.n_tokens,
+                    message_ids=real,
+                    stream=(seg.stream_start, seg.stream_end),
+                )
+            else:
+                self.evictions.append(seg)
+            self.last_eviction = Eviction(seg_id, seg.n_tokens, seg.text)
+
+    @contextlib.contextmanager
+    def _scratch_cache(self) -> Iterator[None]:
+        """Lend the cache to the summarizer and put the conversation back exactly."""
+        tokens = self.engine.tokens
+        data = self.engine.state_get() if tokens else b""
+        try:
+            yield
+        finally:
+            try:
+                if tokens:
+                    self.engine.state_set(data, tokens)
+                else:
+                    self.engine.kv_clear()
+            except EngineFailed:
+                self.notices.append("context restore failed after summarizing; re-decoded it")
+                self._rebuild()
+
+    def _store_message(self, role: str, content: str) -> int:
+        if self.store is None:  # ids stay positive: negative ones mark recalled snippets
+            self._local_ids += 1
+            return self._local_ids
+        return self.store.add_message(self._sid, role, content)
+
+    def _begin(self, owner: int, kind: str) -> None:
+        if self.policy is not None:
+            self.policy.begin_message(owner, kind=kind)
+
+    def _set_pinned_end(self, pos: int) -> None:
+        if self.policy is not None:
+            self.policy.set_pinned_end(pos)
+
+    def _decode(self, tokens: list[int]) -> None:
+        """Through the window when there is one: it also splits a long text into batches that
+        fit beside the sinks and the pinned region."""
+        if not tokens:
+            return
+        if self.policy is not None:
+            self.policy.decode(tokens)
+        else:
+            self.engine.decode(tokens)
+
+    def _room(self, n: int) -> None:
+        if self.policy is not None:
+            self.policy.make_room(n)
+
+    def _count(self, text: str) -> int:
+        return len(self.engine.tokenize(text))
+
+    def _identity(self) -> Any:
+        return identity_for(self.engine, self.window)

@@ -58,10 +58,17 @@ def _migrate(conn: sqlite3.Connection, migrations: Sequence[Migration]) -> None:
         "CREATE TABLE IF NOT EXISTS _migrations ("
         " name TEXT PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT (datetime('now')))"
     )
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations")}
     for name, apply in migrations:
-        if name in done:
-            continue
-        with conn:  # one transaction per migration: all or nothing
-            apply(conn)
-            conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
+        # One explicit transaction per migration, all or nothing: Python's sqlite3 does not
+        # open one before DDL by itself, so a kill mid-migration would leave half a schema.
+        # IMMEDIATE also makes a second process opening the same new file wait, then skip.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                apply(conn)
+                conn.execute("INSERT INTO _migrations (name) VALUES (?)", (name,))
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise

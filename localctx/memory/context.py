@@ -1,0 +1,193 @@
+"""Bookkeeping for what the KV cache holds: the pinned region's tokens and who owns the rest.
+
+The session appends messages token by token; the sink window evicts from the front of the
+window. To rebuild the context (a new running summary in the pinned region, a /forget, a
+failed restore) the session must replay exactly the tokens still cached and attribute each to
+its message, so a later eviction names the right messages. The ledger records owner ids per
+appended token; the cached tail is always a suffix of that record (eviction is oldest-first).
+
+Must not: decode or evict (the session and the KV policy do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from localctx.engine.base import ChatMessage, Engine
+from localctx.memory import layout, summarizer
+from localctx.memory.snapshots import SnapshotIdentity, llama_cpp_version, model_sha256
+
+SNAPSHOT_MIN_TOKENS = 256  # below this a prefill costs about as much as reading the file
+
+
+@dataclass
+class ContextLedger:
+    pinned_len: int = 0
+    tokens: list[int] = field(default_factory=list)  # appended after the pinned region
+    owners: list[int] = field(default_factory=list)  # message id per token (<0: recalled)
+    kinds: dict[int, str] = field(default_factory=dict)
+    last: ChatMessage | None = None  # the last message appended (for template increments)
+    keep: int = 1 << 18  # trim the record beyond this many tokens (the cache holds fewer)
+    base: int = 0  # tokens trimmed from the front of the record
+
+    def add(self, tokens: list[int], owner: int, kind: str = "message") -> None:
+        self.tokens.extend(tokens)
+        self.owners.extend([owner] * len(tokens))
+        self.kinds.setdefault(owner, kind)
+        if len(self.tokens) > 2 * self.keep:
+            cut = len(self.tokens) - self.keep
+            del self.tokens[:cut], self.owners[:cut]
+            self.base += cut
+
+    def owners_between(self, stream_start: int, stream_end: int) -> list[int] | None:
+        """Owners of the policy's stream indices [start, end): the policy counts from the first
+        pinned token of the cache it was created on, the record from the first token after."""
+        i0 = stream_start - self.pinned_len - self.base
+        i1 = stream_end - self.pinned_len - self.base
+        if i0 < 0 or i1 > len(self.owners) or i0 >= i1:
+            return None
+        return self.owners[i0:i1]
+
+    def tail(self, cache_tokens: list[int]) -> list[tuple[int, str, list[int]]]:
+        """The cached tokens after the pinned region, grouped by owner: (owner, kind, tokens)."""
+        held = cache_tokens[self.pinned_len :]
+        if not held:
+            return []
+        n = len(held)
+        # The record lost track (should not happen): one anonymous run still keeps the text.
+        tracked = len(self.tokens) >= n and self.tokens[-n:] == held
+        owners = self.owners[-n:] if tracked else [0] * n
+        runs: list[tuple[int, str, list[int]]] = []
+        for tok, owner in zip(held, owners, strict=True):
+            if runs and runs[-1][0] == owner:
+                runs[-1][2].append(tok)
+            else:
+                runs.append((owner, self.kinds.get(owner, "message"), [tok]))
+        return runs
+
+    def owners_in_cache(self, cells_used: int) -> set[int]:
+        n = cells_used - self.pinned_len
+        return set(self.owners[-n:]) if n > 0 else set()
+
+    def snapshot_meta(self, session: str, cells_used: int) -> dict[str, Any]:
+        n = max(0, cells_used - self.pinned_len)
+        owners = self.owners[-n:] if n else []
+        runs: list[list[Any]] = []
+        for owner in owners:
+            if runs and runs[-1][0] == owner:
+                runs[-1][2] += 1
+            else:
+                runs.append([owner, self.kinds.get(owner, "message"), 1])
+        return {
+            "kind": "session",
+            "session": session,
+            "pinned_len": self.pinned_len,
+            "runs": runs,
+            "last": self.last,
+            "message_ids": sorted({o for o in owners if o > 0}),
+        }
+
+    @classmethod
+    def from_snapshot(cls, meta: dict[str, Any], tokens: list[int], pinned_len: int) -> Any:
+        ledger = cls(pinned_len=pinned_len)
+        tail = tokens[pinned_len:]
+        runs = meta.get("runs") or []
+        if sum(int(r[2]) for r in runs) == len(tail):
+            at = 0
+            for owner, kind, count in runs:
+                ledger.add(tail[at : at + int(count)], int(owner), str(kind))
+                at += int(count)
+        elif tail:
+            ledger.add(tail, 0)
+        last = meta.get("last")
+        if isinstance(last, dict) and {"role", "content"} <= last.keys():
+            ledger.last = {"role": str(last["role"]), "content": str(last["content"])}
+        return ledger
+
+
+@dataclass(frozen=True)
+class PinnedParts:
+    """The pinned region's tokens, split where the running summary starts: the stable part
+    (system, core memory, repo digest) can come from a snapshot; the summary changes."""
+
+    stable: list[int]
+    rest: list[int]
+
+    @property
+    def tokens(self) -> list[int]:
+        return self.stable + self.rest
+
+    @property
+    def stable_worth_saving(self) -> bool:
+        return len(self.stable) >= SNAPSHOT_MIN_TOKENS
+
+    @classmethod
+    def build(
+        cls,
+        engine: Engine,
+        system: str,
+        core: list[str],
+        summary: str,
+        digest: str,
+        *,
+        max_tokens: int,
+    ) -> PinnedParts:
+        """Render and tokenize; over `max_tokens`, shorten the digest, then the summary."""
+
+        def count(text: str) -> int:
+            return len(engine.tokenize(text))
+
+        for _ in range(8):
+            parts = cls._render(engine, system, core, summary, digest)
+            excess = len(parts.tokens) - max_tokens
+            if excess <= 0:
+                return parts
+            if digest:
+                digest = digest[: max(0, len(digest) - excess * 5)]  # ~4 chars per token
+            elif summary:
+                summary = summarizer.keep_newest(summary, max(0, count(summary) - excess), count)
+            else:
+                break
+        return parts  # only the system prompt and core memory are left: keep them whole
+
+    @classmethod
+    def _render(
+        cls, engine: Engine, system: str, core: list[str], summary: str, digest: str
+    ) -> PinnedParts:
+        full = layout.pinned_render(
+            engine.format_chat, layout.pinned_text(system, core, summary, digest)
+        )
+        cut = full.find(layout.SUMMARY_HEADER) if summary.strip() else -1
+        stable, rest = (full[:cut], full[cut:]) if cut >= 0 else (full, "")
+        return cls(
+            engine.tokenize(stable, add_special=True),
+            engine.tokenize(rest) if rest else [],
+        )
+
+
+def identity_for(engine: Engine, window: int | None) -> SnapshotIdentity:
+    settings = engine.settings
+    path = Path(settings.model_path)
+    sha = model_sha256(path) if path.is_file() else f"unhashed:{engine.model_name}"
+    return SnapshotIdentity(
+        model_sha256=sha,
+        model_name=engine.model_name,
+        llama_cpp=llama_cpp_version(),
+        type_k=settings.type_k,
+        type_v=settings.type_v,
+        n_ctx=engine.n_ctx,
+        swa_full=settings.swa_full,
+        window=window,
+    )
+
+
+def make_policy(engine: Engine, *, window: int, n_sink: int) -> Any:
+    """The sink window when the KV policy is available and the model can shift, else None
+    (the cache then fills up to n_ctx and the engine reports it)."""
+    try:
+        from localctx.kv.policy import SinkWindow
+    except ImportError:
+        return None
+    return SinkWindow(engine, window=window, n_sink=n_sink)

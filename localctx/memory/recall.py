@@ -1,0 +1,438 @@
+"""RecallStore: every message verbatim, every evicted segment and its summary, core memory.
+
+One SQLite file (`<home>/db/recall.sqlite3`, WAL, 0600) with an FTS5 index over all three kinds
+so one BM25 query searches everything the model has seen. Rows are addressed by a kind-prefixed
+id the CLI and UI show: `m12` (message), `s3` (evicted segment), `c2` (core memory).
+
+Must not: call the model or touch the KV cache (the summarizer and the session do that), and
+never rewrite a committed row except to add a summary — a crash leaves what was committed.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from localctx.errors import BadInput
+from localctx.memory import db
+from localctx.memory.fts import match_expression
+from localctx.memory.schema import MIGRATIONS
+
+KINDS = {"m": "message", "s": "segment", "c": "core"}
+_ID = re.compile(r"^([msc])(\d+)$")
+
+
+@dataclass(frozen=True)
+class RecallHit:
+    id: str  # "m12", "s3", "c2"
+    kind: str  # "message" | "segment" | "core"
+    text: str  # the verbatim text (message content, segment text, core fact)
+    summary: str  # the segment's summary ("" for other kinds or while pending)
+    score: float  # BM25, higher is better
+    session: str | None = None
+
+
+@dataclass(frozen=True)
+class PendingSegment:
+    id: int
+    session_id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    ids: tuple[str, ...]  # "m12", "s3", "c2" deleted
+    sessions: tuple[str, ...]  # sessions whose messages or summaries changed
+
+    def numbers(self, prefix: str) -> set[int]:
+        return {int(i[1:]) for i in self.ids if i.startswith(prefix)}
+
+
+def parse_id(value: str) -> tuple[str, int] | None:
+    """`"s3"` -> ("segment", 3); anything else -> None (then it is a query)."""
+    match = _ID.match(value.strip().lower())
+    return (KINDS[match.group(1)], int(match.group(2))) if match else None
+
+
+class RecallStore:
+    """Thread-safe (one lock): the session writes between turns, a UI worker may read."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or db.store_path("recall")
+        self._conn = db.connect(self.path, MIGRATIONS)
+        self._lock = threading.RLock()
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    # ------------------------------------------------------------------ sessions
+    def session_id(self, name: str, *, model: str = "") -> int:
+        """The id of session `name`, created on first use."""
+        with self._lock, self._conn:
+            row = self._conn.execute("SELECT id FROM sessions WHERE name = ?", (name,)).fetchone()
+            if row:
+                self._conn.execute(
+                    "UPDATE sessions SET updated_at = datetime('now') WHERE id = ?", (row[0],)
+                )
+                return int(row[0])
+            cur = self._conn.execute(
+                "INSERT INTO sessions (name, model) VALUES (?, ?)", (name, model)
+            )
+            return int(cur.lastrowid or 0)
+
+    def session_exists(self, name: str) -> bool:
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone()
+            return row is not None
+
+    def running_summary(self, session_id: int) -> str:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT running_summary FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            return str(row[0]) if row else ""
+
+    def set_running_summary(self, session_id: int, text: str) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE sessions SET running_summary = ? WHERE id = ?", (text, session_id)
+            )
+
+    def snapshot_key(self, session_id: int) -> str | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT snapshot_key FROM sessions WHERE id = ?", (session_id,)
+            ).fetchone()
+            return str(row[0]) if row and row[0] else None
+
+    def set_snapshot_key(self, session_id: int, key: str | None) -> None:
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE sessions SET snapshot_key = ? WHERE id = ?", (key, session_id)
+            )
+
+    # ------------------------------------------------------------------ messages
+    def add_message(self, session_id: int, role: str, content: str) -> int:
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO messages (session_id, role, content) VALUES (?, ?, ?)",
+                (session_id, role, content),
+            )
+            mid = int(cur.lastrowid or 0)
+            self._index("message", mid, content)
+            return mid
+
+    def set_message_content(self, message_id: int, content: str) -> None:
+        """Fill in an assistant message once generation ended (the row exists from its start)."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE messages SET content = ? WHERE id = ?", (content, message_id)
+            )
+            self._unindex("message", message_id)
+            self._index("message", message_id, content)
+
+    def messages(self, session_id: int) -> list[tuple[int, str, str]]:
+        """(id, role, content) of a session, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, role, content FROM messages WHERE session_id = ? ORDER BY id",
+                (session_id,),
+            ).fetchall()
+            return [(int(r[0]), str(r[1]), str(r[2])) for r in rows]
+
+    # ------------------------------------------------------------------ segments
+    def add_segment(
+        self,
+        session_id: int,
+        *,
+        seq: int,
+        text: str,
+        n_tokens: int,
+        message_ids: Iterable[int],
+        stream: tuple[int, int] = (0, 0),
+    ) -> int:
+        """Store an evicted segment verbatim, its summary pending (committed before returning)."""
+        ids = sorted({int(m) for m in message_ids if int(m) > 0})
+        with self._lock, self._conn:
+            cur = self._conn.execute(
+                "INSERT INTO segments (session_id, seq, stream_start, stream_end, n_tokens, text,"
+                " message_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (session_id, seq, stream[0], stream[1], n_tokens, text, json.dumps(ids)),
+            )
+            sid = int(cur.lastrowid or 0)
+            self._conn.executemany(
+                "INSERT OR IGNORE INTO segment_messages (segment_id, message_id) VALUES (?, ?)",
+                [(sid, m) for m in ids],
+            )
+            self._index("segment", sid, text)
+            return sid
+
+    def pending_segments(self, limit: int | None = None) -> list[PendingSegment]:
+        """Segments still waiting for a summary, oldest first (from this run or a crashed one)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, session_id, text FROM segments WHERE summary_status = 'pending'"
+                " ORDER BY id LIMIT ?",
+                (-1 if limit is None else limit,),
+            ).fetchall()
+            return [PendingSegment(int(r[0]), int(r[1]), str(r[2])) for r in rows]
+
+    def set_summary(
+        self, segment_id: int, summary: str, *, running: tuple[int, str] | None = None
+    ) -> None:
+        """Record a segment's summary and, in the same transaction, the new running summary."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "UPDATE segments SET summary = ?, summary_status = 'done' WHERE id = ?",
+                (summary, segment_id),
+            )
+            row = self._conn.execute("SELECT text FROM segments WHERE id = ?", (segment_id,))
+            text = row.fetchone()
+            if text is not None:
+                self._unindex("segment", segment_id)
+                self._index("segment", segment_id, f"{text[0]}\n{summary}")
+            if running is not None:
+                self._conn.execute(
+                    "UPDATE sessions SET running_summary = ? WHERE id = ?",
+                    (running[1], running[0]),
+                )
+
+    def segment_summaries(self, session_id: int) -> list[str]:
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT summary FROM segments WHERE session_id = ? AND summary_status = 'done'"
+                " ORDER BY id",
+                (session_id,),
+            ).fetchall()
+            return [str(r[0]) for r in rows if r[0]]
+
+    # ------------------------------------------------------------------ core memory
+    def add_core(self, text: str) -> int:
+        if not text.strip():
+            raise BadInput("nothing to remember: give the fact as text")
+        with self._lock, self._conn:
+            cur = self._conn.execute("INSERT INTO core (text) VALUES (?)", (text.strip(),))
+            cid = int(cur.lastrowid or 0)
+            self._index("core", cid, text.strip())
+            return cid
+
+    def core(self) -> list[tuple[int, str]]:
+        with self._lock:
+            rows = self._conn.execute("SELECT id, text FROM core ORDER BY id").fetchall()
+            return [(int(r[0]), str(r[1])) for r in rows]
+
+    # ------------------------------------------------------------------ search
+    def search(
+        self, query: str, k: int = 8, *, kinds: Iterable[str] = ("message", "segment", "core")
+    ) -> list[RecallHit]:
+        """BM25 over every kind; user text is made safe by `match_expression` (never raises)."""
+        expr = match_expression(query)
+        if expr is None or k <= 0:
+            return []
+        wanted = tuple(kinds)
+        marks = ",".join("?" * len(wanted))
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, ref_id, bm25(recall_fts) AS rank FROM recall_fts"
+                f" WHERE recall_fts MATCH ? AND kind IN ({marks}) ORDER BY rank LIMIT ?",
+                (expr, *wanted, k),
+            ).fetchall()
+            return [h for r in rows if (h := self._hit(str(r[0]), int(r[1]), -float(r[2])))]
+
+    def get(self, item_id: str) -> RecallHit | None:
+        parsed = parse_id(item_id)
+        if parsed is None:
+            return None
+        with self._lock:
+            return self._hit(parsed[0], parsed[1], 0.0)
+
+    def _hit(self, kind: str, ref: int, score: float) -> RecallHit | None:
+        c = self._conn
+        if kind == "message":
+            row = c.execute(
+                "SELECT m.role, m.content, s.name FROM messages m"
+                " JOIN sessions s ON s.id = m.session_id WHERE m.id = ?",
+                (ref,),
+            ).fetchone()
+            if row is None:
+                return None
+            return RecallHit(f"m{ref}", kind, f"{row[0]}: {row[1]}", "", score, row[2])
+        if kind == "segment":
+            row = c.execute(
+                "SELECT g.text, g.summary, s.name FROM segments g"
+                " JOIN sessions s ON s.id = g.session_id WHERE g.id = ?",
+                (ref,),
+            ).fetchone()
+            if row is None:
+                return None
+            return RecallHit(f"s{ref}", kind, str(row[0]), str(row[1] or ""), score, row[2])
+        row = c.execute("SELECT text FROM core WHERE id = ?", (ref,)).fetchone()
+        return None if row is None else RecallHit(f"c{ref}", kind, str(row[0]), "", score)
+
+    def covered_message_ids(self, session_id: int) -> set[int]:
+        """Messages of a session that some stored segment holds (so recall prefers the segment)."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT DISTINCT sm.message_id FROM segment_messages sm"
+                " JOIN segments g ON g.id = sm.segment_id WHERE g.session_id = ?",
+                (session_id,),
+            ).fetchall()
+            return {int(r[0]) for r in rows}
+
+    # ------------------------------------------------------------------ listing
+    def list_items(self, limit: int = 50) -> list[RecallHit]:
+        """Newest first, all kinds interleaved by creation time."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT kind, ref_id FROM ("
+                " SELECT 'message' AS kind, id AS ref_id, created_at FROM messages"
+                " UNION ALL SELECT 'segment', id, created_at FROM segments"
+                " UNION ALL SELECT 'core', id, created_at FROM core)"
+                " ORDER BY created_at DESC, ref_id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            return [h for r in rows if (h := self._hit(str(r[0]), int(r[1]), 0.0))]
+
+    def iter_all(self) -> Iterator[dict[str, object]]:
+        """Every row as a plain dict (export): sessions' messages, segments, core."""
+        with self._lock:
+            rows = list(
+                self._conn.execute(
+                    "SELECT m.id, s.name, m.role, m.content, m.created_at FROM messages m"
+                    " JOIN sessions s ON s.id = m.session_id ORDER BY m.id"
+                )
+            )
+            segs = list(
+                self._conn.execute(
+                    "SELECT g.id, s.name, g.text, g.summary, g.summary_status, g.n_tokens,"
+                    " g.message_ids, g.created_at FROM segments g"
+                    " JOIN sessions s ON s.id = g.session_id ORDER BY g.id"
+                )
+            )
+            core = list(self._conn.execute("SELECT id, text, created_at FROM core ORDER BY id"))
+        for r in rows:
+            yield {"id": f"m{r[0]}", "kind": "message", "session": r[1], "role": r[2],
+                   "text": r[3], "created_at": r[4]}  # fmt: skip
+        for r in segs:
+            yield {"id": f"s{r[0]}", "kind": "segment", "session": r[1], "text": r[2],
+                   "summary": r[3] or "", "summary_status": r[4], "n_tokens": r[5],
+                   "message_ids": json.loads(r[6] or "[]"), "created_at": r[7]}  # fmt: skip
+        for r in core:
+            yield {"id": f"c{r[0]}", "kind": "core", "text": r[1], "created_at": r[2]}
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            one = self._conn.execute
+            return {
+                "sessions": int(one("SELECT count(*) FROM sessions").fetchone()[0]),
+                "messages": int(one("SELECT count(*) FROM messages").fetchone()[0]),
+                "segments": int(one("SELECT count(*) FROM segments").fetchone()[0]),
+                "summaries_pending": int(
+                    one("SELECT count(*) FROM segments WHERE summary_status='pending'").fetchone()[
+                        0
+                    ]
+                ),
+                "core": int(one("SELECT count(*) FROM core").fetchone()[0]),
+            }
+
+    def file_bytes(self) -> int:
+        return sum(
+            p.stat().st_size
+            for p in (self.path, Path(f"{self.path}-wal"), Path(f"{self.path}-shm"))
+            if p.exists()
+        )
+
+    # ------------------------------------------------------------------ forgetting
+    def forget(self, id_or_query: str) -> Forgotten:
+        """Delete by id, or every row matching ALL the query's terms.
+
+        Forgetting a message also deletes the segments (and so the summaries) that hold it; the
+        running summaries of the sessions touched are rebuilt from the summaries that remain.
+        """
+        parsed = parse_id(id_or_query)
+        with self._lock:
+            if parsed is not None:
+                targets = [parsed]
+            else:
+                expr = match_expression(id_or_query, require_all=True)
+                if expr is None:
+                    raise BadInput(f"nothing to forget: '{id_or_query}' has no searchable words")
+                rows = self._conn.execute(
+                    "SELECT kind, ref_id FROM recall_fts WHERE recall_fts MATCH ?", (expr,)
+                ).fetchall()
+                targets = [(str(r[0]), int(r[1])) for r in rows]
+            with self._conn:
+                return self._delete(targets)
+
+    def _delete(self, targets: list[tuple[str, int]]) -> Forgotten:
+        c = self._conn
+        deleted: list[str] = []
+        sessions: set[int] = set()
+        segment_ids: set[int] = set()
+        for kind, ref in targets:
+            if kind == "message":
+                row = c.execute("SELECT session_id FROM messages WHERE id = ?", (ref,)).fetchone()
+                if row is None:
+                    continue
+                sessions.add(int(row[0]))
+                held = c.execute(
+                    "SELECT segment_id FROM segment_messages WHERE message_id = ?", (ref,)
+                ).fetchall()
+                segment_ids.update(int(r[0]) for r in held)
+                c.execute("DELETE FROM messages WHERE id = ?", (ref,))
+                self._unindex("message", ref)
+                deleted.append(f"m{ref}")
+            elif kind == "segment":
+                segment_ids.add(ref)
+            elif c.execute("DELETE FROM core WHERE id = ?", (ref,)).rowcount:
+                self._unindex("core", ref)
+                deleted.append(f"c{ref}")
+        for sid in sorted(segment_ids):
+            row = c.execute("SELECT session_id FROM segments WHERE id = ?", (sid,)).fetchone()
+            if row is None:
+                continue
+            sessions.add(int(row[0]))
+            c.execute("DELETE FROM segment_messages WHERE segment_id = ?", (sid,))
+            c.execute("DELETE FROM segments WHERE id = ?", (sid,))
+            self._unindex("segment", sid)
+            deleted.append(f"s{sid}")
+        for session in sessions:
+            remaining = c.execute(
+                "SELECT summary FROM segments WHERE session_id = ? AND summary_status = 'done'"
+                " ORDER BY id",
+                (session,),
+            ).fetchall()
+            rebuilt = "\n".join(str(r[0]) for r in remaining if r[0])
+            c.execute(
+                "UPDATE sessions SET running_summary = ? WHERE id = ?", (rebuilt[-4000:], session)
+            )
+        names = [
+            str(r[0])
+            for s in sorted(sessions)
+            if (r := c.execute("SELECT name FROM sessions WHERE id = ?", (s,)).fetchone())
+        ]
+        return Forgotten(tuple(deleted), tuple(names))
+
+    # ------------------------------------------------------------------ FTS upkeep
+    # The FTS rowid encodes (kind, id) so an update or delete is a rowid lookup, not a scan of
+    # the UNINDEXED columns (a 128K-token history stores thousands of segments).
+    def _index(self, kind: str, ref: int, body: str) -> None:
+        self._conn.execute(
+            "INSERT INTO recall_fts (rowid, body, kind, ref_id) VALUES (?, ?, ?, ?)",
+            (_fts_rowid(kind, ref), body, kind, ref),
+        )
+
+    def _unindex(self, kind: str, ref: int) -> None:
+        self._conn.execute("DELETE FROM recall_fts WHERE rowid = ?", (_fts_rowid(kind, ref),))
+
+
+_KIND_CODE = {"message": 1, "segment": 2, "core": 3}
+
+
+def _fts_rowid(kind: str, ref: int) -> int:
+    return ref * 4 + _KIND_CODE[kind]

@@ -1,0 +1,109 @@
+"""Summaries written by the loaded model: one per evicted segment, and the running summary.
+
+The prompts ask for facts, names, numbers and decisions because those are what a later turn
+asks about and what a 135M model drops first. The running summary is bounded: new segment
+summaries are appended, and when the total passes the budget the model condenses it
+(recursively: a summary of summaries), and if the model's condensation is still too long the
+oldest lines are dropped — the bound holds whatever the model writes.
+
+Must not: run while tokens are streaming, or own the KV cache. The functions here clobber the
+engine's cache; the session saves the conversation state around them (state_get/state_set,
+~2 ms per 1,000 tokens) and calls them only between turns.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from localctx.engine.base import ChatMessage, Engine, Sampling
+
+SEGMENT_PROMPT = (
+    "Summarize this excerpt of a conversation in at most three sentences. Keep every fact, "
+    "name, number, code and decision exactly as written; leave out everything else.\n\n"
+    "Excerpt:\n{text}"
+)
+CONDENSE_PROMPT = (
+    "Condense these notes into at most {words} words. Keep every fact, name, number, code "
+    "and decision exactly as written.\n\nNotes:\n{text}"
+)
+SYSTEM = "You write short, factual summaries."
+SUMMARY_SAMPLING = Sampling(max_tokens=64, temperature=0.0, repeat_penalty=1.3)
+
+CountTokens = Callable[[str], int]
+
+
+def segment_messages(text: str) -> list[ChatMessage]:
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": SEGMENT_PROMPT.format(text=text.strip())},
+    ]
+
+
+def condense_messages(text: str, budget_tokens: int) -> list[ChatMessage]:
+    words = max(20, budget_tokens * 2 // 3)  # ~1.3 tokens per English word
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": CONDENSE_PROMPT.format(words=words, text=text.strip())},
+    ]
+
+
+def append_summary(running: str, new: str) -> str:
+    """The running summary with one more segment summary (pure)."""
+    new = " ".join(new.split())
+    if not new:
+        return running
+    return f"{running}\n{new}".strip() if running else new
+
+
+def keep_newest(text: str, budget_tokens: int, count: CountTokens) -> str:
+    """Drop the oldest lines (then words) until `text` fits the budget (pure given `count`)."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    while lines and count("\n".join(lines)) > budget_tokens:
+        if len(lines) == 1:
+            words = lines[0].split()
+            lines[0] = " ".join(words[len(words) // 4 + 1 :])
+            if not lines[0]:
+                lines = []
+        else:
+            lines.pop(0)
+    return "\n".join(lines)
+
+
+def run_prompt(engine: Engine, messages: list[ChatMessage], sampling: Sampling) -> str:
+    """Prefill `messages` into an empty cache and return the greedy completion (clobbers KV)."""
+    engine.kv_clear()
+    tokens = engine.tokenize(engine.format_chat(messages), add_special=True)
+    room = engine.n_ctx - sampling.max_tokens - 1
+    if len(tokens) > room:  # keep the instruction (head) and the newest text (tail)
+        tokens = tokens[:64] + tokens[len(tokens) - (room - 64) :]
+    engine.decode(tokens)
+    text = "".join(event.text for event in engine.generate(sampling))
+    engine.kv_clear()
+    return " ".join(text.split())
+
+
+def summarize_segment(engine: Engine, text: str) -> str:
+    summary = run_prompt(engine, segment_messages(text), SUMMARY_SAMPLING)
+    # A model that answers with nothing must not lose the segment from the running summary:
+    # fall back to its first sentence, verbatim.
+    return summary or text.strip().split("\n")[0][:300]
+
+
+def update_running(
+    engine: Engine, running: str, new_summary: str, budget_tokens: int, count: CountTokens
+) -> str:
+    """Append, condense with the model when over budget, then enforce the bound."""
+    merged = append_summary(running, new_summary)
+    if count(merged) <= budget_tokens:
+        return merged
+    # Condense to half the budget, so the next few segment summaries append without another
+    # model call (each call is a prefill + up to `budget` decoded tokens, seconds on a CPU).
+    condensed = run_prompt(
+        engine,
+        condense_messages(merged, budget_tokens // 2),
+        Sampling(max_tokens=budget_tokens // 2, temperature=0.0, repeat_penalty=1.3),
+    )
+    # Keep the newest segment's summary verbatim after the condensed past: the latest facts
+    # are the ones the next turns most often ask about.
+    candidate = append_summary(condensed, new_summary) if condensed else merged
+    return keep_newest(candidate, budget_tokens, count)
