@@ -19,12 +19,21 @@ from localctx.session import Session
 @click.option("--max-tokens", type=int, default=512, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--seed", type=int, default=0)
+@click.option("--session", "session_name", default=None, help="Resume or name a session.")
+@click.option(
+    "--repo",
+    type=click.Path(exists=True, file_okay=False),
+    default=None,
+    help="Answer over this repository (ingested on first use).",
+)
 @json_option
 def ask(
     question: str,
     max_tokens: int,
     temperature: float,
     seed: int,
+    session_name: str | None,
+    repo: str | None,
     as_json: bool,
     **engine_opts: object,
 ) -> None:
@@ -32,11 +41,19 @@ def ask(
     settings = engine_settings(**engine_opts)  # type: ignore[arg-type]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
     with load_engine(settings) as engine:
-        session = Session(engine)
+        window = engine_opts.get("window")
+        window = window if isinstance(window, int) else None
+        session = Session.open(engine, name=session_name, window=window, repo=repo)
         echo = None if as_json else _stream_out
-        result = session.ask(question, sampling, on_text=echo)
-        policy = getattr(session, "policy", None)
-        reading = GaugeSampler(engine, policy).sample() if as_json else None
+        try:
+            result = session.ask(question, sampling, on_text=echo)
+            session.summarize_pending()  # after the answer is out: never while streaming
+            policy = getattr(session, "policy", None)
+            reading = GaugeSampler(engine, policy).sample() if as_json else None
+        finally:
+            session.close()
+        for notice in session.notices:
+            click.echo(f"localctx: {notice}", err=True)
         if as_json:
             emit_json(
                 {
@@ -51,6 +68,8 @@ def ask(
                     "n_ctx": engine.n_ctx,
                     "type_k": settings.type_k,
                     "type_v": settings.type_v,
+                    "session": session.name,
+                    "recalled": [item.to_json() for item in result.recalled],
                     "gauge": reading.to_json() if reading else None,
                 }
             )
