@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from localctx.engine.base import EngineSettings
+from localctx.engine.rpc import parse_endpoints
 from localctx.errors import BadInput
 from localctx.kv.types import cache_type
 from localctx.models.catalogue import resolve_model
@@ -39,8 +40,13 @@ def run_config(
     force: bool = False,
     threads: int | None = None,
     gpu_layers: int | None = None,
+    rpc: str | None = None,
 ) -> RunConfig:
     path = resolve_model(model)
+    # RPC servers are offload devices: with --rpc and no --gpu-layers, every layer goes to them.
+    rpc_servers = ",".join(str(e) for e in parse_endpoints(rpc)) if rpc else None
+    if rpc_servers and gpu_layers is None:
+        gpu_layers = -1
     if n_ctx is not None and n_ctx <= 0:
         raise BadInput(f"context size must be positive, got {n_ctx}")
     if window is not None and window <= 0:
@@ -69,6 +75,7 @@ def run_config(
         n_threads=threads,
         n_gpu_layers=chosen_layers,
         force=force,
+        rpc_servers=rpc_servers,
     )
     return RunConfig(settings, window, reason)
 
@@ -81,9 +88,10 @@ def engine_settings(
     force: bool = False,
     threads: int | None = None,
     gpu_layers: int | None = None,
+    rpc: str | None = None,
 ) -> EngineSettings:
     """The EngineSettings of `run_config` (callers that do not run a sink window)."""
-    return run_config(model, kv, n_ctx, window, force, threads, gpu_layers).settings
+    return run_config(model, kv, n_ctx, window, force, threads, gpu_layers, rpc).settings
 
 
 def _usable_device() -> str:

@@ -31,7 +31,7 @@ def json_option(func: F) -> F:
 
 
 def engine_options(func: F) -> F:
-    """--model/--kv/--ctx/--window/--force/--threads/--gpu-layers, shared by chat, ask, bench."""
+    """--model/--kv/--ctx/--window/--force/--threads/--gpu-layers/--rpc: chat, ask, bench."""
     options = [
         click.option("--model", "-m", default=None, help="Catalogue name or .gguf path."),
         click.option("--kv", default=None, help="KV cache type for K and V (f16, q8_0, q4_0, …)."),
@@ -40,6 +40,12 @@ def engine_options(func: F) -> F:
         click.option("--force", is_flag=True, help="Allow a context above the trained one."),
         click.option("--threads", type=int, default=None, help="CPU threads (default: all)."),
         click.option("--gpu-layers", type=int, default=None, help="Layers to offload (-1: all)."),
+        click.option(
+            "--rpc",
+            default=None,
+            metavar="HOST:PORT[,HOST:PORT]",
+            help="Offload layers to llama.cpp RPC servers (a build with -DGGML_RPC=ON).",
+        ),
     ]
     for option in reversed(options):
         func = option(func)
