@@ -8,6 +8,7 @@ import click
 
 from localctx.cli.common import emit_json, engine_options, json_option
 from localctx.engine import Sampling, load_engine
+from localctx.engine.remote import open_remote
 from localctx.gauge import GaugeSampler
 from localctx.runconfig import engine_settings
 from localctx.session import Session
@@ -20,6 +21,12 @@ from localctx.session import Session
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--seed", type=int, default=0)
 @click.option("--session", "session_name", default=None, help="Resume or name a session.")
+@click.option(
+    "--remote",
+    default=None,
+    metavar="URL",
+    help="Answer with an OpenAI-compatible server (llama-server) instead of a local model.",
+)
 @click.option(
     "--repo",
     type=click.Path(exists=True, file_okay=False),
@@ -34,13 +41,15 @@ def ask(
     seed: int,
     session_name: str | None,
     repo: str | None,
+    remote: str | None,
     as_json: bool,
     **engine_opts: object,
 ) -> None:
     """Answer one question on stdout (streams; --json prints one object at the end)."""
-    settings = engine_settings(**engine_opts)  # type: ignore[arg-type]
+    remote_engine = open_remote(remote, model=engine_opts.get("model")) if remote else None
+    settings = remote_engine.settings if remote_engine else engine_settings(**engine_opts)  # type: ignore[arg-type]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    with load_engine(settings) as engine:
+    with remote_engine or load_engine(settings) as engine:
         window = engine_opts.get("window")
         window = window if isinstance(window, int) else None
         session = Session.open(engine, name=session_name, window=window, repo=repo)

@@ -1,0 +1,376 @@
+"""RemoteEngine: the chat loop's engine on another machine's OpenAI-compatible server.
+
+Point localctx at a bigger box (`--remote http://host:8080`, a llama-server or any server
+speaking /v1/chat/completions with streaming) and keep the conversation, its memory tiers and
+the session on this machine. The server owns its own KV cache, so what needs the cache or the
+logits stays with the local engine:
+
+- works remotely: chat and ask (streamed replies, cancellation between chunks, stop reason,
+  token counts from the server's usage report), session history, recall and summaries built
+  from text;
+- needs the local engine: the sink window (kv_shift), KV snapshots (state_get/set/save/load),
+  perplexity and anything reading logits, and exact KV byte figures for the gauge.
+
+How it fits the Engine protocol without a tokenizer: like FakeEngine, a "token" is one UTF-8
+byte. `format_chat` renders messages as a prefix-stable transcript (record separator, role,
+unit separator, content), so the session appends each message as an increment exactly as it
+does with ChatML; the position mirror then *is* the request, and `generate` parses it back into
+messages and sends them. The sink window works on it too: the mirror cannot shift, so the
+policy's re-prefill fallback rebuilds it, which costs nothing here. Budgets are in bytes
+(n_ctx = the server's context x 4 bytes per token; --window is in bytes).
+
+Must not import llama_cpp: it runs where no local model is installed.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import os
+import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from localctx.engine.base import (
+    ChatMessage,
+    EngineSettings,
+    GenerationStats,
+    KvAllocation,
+    MakeRoom,
+    Sampling,
+    TokenEvent,
+)
+from localctx.errors import BadInput, EngineFailed
+
+DEFAULT_CTX_TOKENS = 8192
+BYTES_PER_TOKEN = 4  # budget units: the mirror counts bytes, servers count tokens
+_LOCAL_ONLY = "needs the local engine (the remote server keeps its KV cache and logits)"
+_FINISH = {"stop": "eog", "length": "length"}
+_RS, _US = "\x1e", "\x1f"  # ASCII record and unit separators: never in chat text
+
+
+def base_url(url: str) -> str:
+    """'http://host:8080', '…/v1' or '…/v1/chat/completions' -> 'http://host:8080/v1'."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadInput(f"--remote needs an http(s) URL like http://host:8080, got '{url}'")
+    path = parts.path.rstrip("/")
+    for suffix in ("/chat/completions", "/v1"):
+        if path.endswith(suffix):
+            path = path[: -len(suffix)]
+    return f"{parts.scheme}://{parts.netloc}{path}/v1"
+
+
+def request_body(messages: list[dict[str, str]], sampling: Sampling, model: str) -> dict[str, Any]:
+    """The /v1/chat/completions request for one streamed reply."""
+    body: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "max_tokens": sampling.max_tokens,
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "seed": sampling.seed,
+    }
+    if sampling.temperature > 0:
+        body["top_k"] = sampling.top_k  # llama-server's extension; others ignore it
+    return body
+
+
+def parse_event(line: str) -> dict[str, Any] | None:
+    """One server-sent-events line -> its JSON chunk; None for keep-alives, {} for [DONE]."""
+    line = line.strip()
+    if not line.startswith("data:"):
+        return None
+    data = line[5:].strip()
+    if data == "[DONE]":
+        return {}
+    try:
+        chunk = json.loads(data)
+    except json.JSONDecodeError:
+        raise EngineFailed(f"the remote server sent a malformed stream line: {data[:80]}") from None
+    if isinstance(chunk, dict) and "error" in chunk:
+        error = chunk["error"]
+        message = error.get("message", error) if isinstance(error, dict) else error
+        raise EngineFailed(f"the remote server failed: {message}")
+    return chunk if isinstance(chunk, dict) else None
+
+
+def render_transcript(messages: Sequence[ChatMessage], *, add_generation_prompt: bool) -> str:
+    """Prefix-stable: rendering [a, b] starts with rendering [a] (what the session relies on)."""
+    text = "".join(f"{_RS}{m['role']}{_US}{_clean(m['content'])}" for m in messages)
+    return text + (f"{_RS}assistant{_US}" if add_generation_prompt else "")
+
+
+def parse_transcript(text: str) -> list[dict[str, str]]:
+    """The messages a transcript holds; the open assistant turn at the end is the prompt.
+
+    Text without separators (a raw prompt) is one user message; text before the first
+    separator (what remains when a window evicted a message's head) joins no message.
+    """
+    if _RS not in text:
+        return [{"role": "user", "content": text}] if text.strip() else []
+    messages = []
+    for part in text.split(_RS)[1:]:
+        role, sep, content = part.partition(_US)
+        if sep and role:
+            messages.append({"role": role, "content": content})
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1]["content"].strip():
+        messages.pop()
+    return messages
+
+
+def _clean(content: str) -> str:
+    return content.replace(_RS, " ").replace(_US, " ")
+
+
+class RemoteEngine:
+    """An Engine whose model runs behind an OpenAI-compatible URL. One caller at a time."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        model: str | None = None,
+        n_ctx: int | None = None,
+        timeout: float = 120.0,
+        api_key: str | None = None,
+    ) -> None:
+        self.url = base_url(url)
+        self.timeout = timeout
+        self._api_key = api_key
+        served, trained = self._discover()
+        self._model = model or served or "default"
+        tokens = n_ctx or trained or DEFAULT_CTX_TOKENS
+        self.settings = EngineSettings(model_path=Path(self.url), n_ctx=tokens * BYTES_PER_TOKEN)
+        self.stats = GenerationStats()
+        self._pos: list[int] = []
+        self._closed = False
+
+    # ------------------------------------------------------------------ model facts
+    @property
+    def n_ctx(self) -> int:
+        return self.settings.n_ctx
+
+    @property
+    def n_vocab(self) -> int:
+        return 256
+
+    @property
+    def model_name(self) -> str:
+        return self._model
+
+    @property
+    def chat_template_source(self) -> str:
+        return "remote server"
+
+    # ------------------------------------------------------------------ text
+    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
+        return list(text.encode("utf-8"))
+
+    def detokenize(self, tokens: Sequence[int]) -> str:
+        return bytes(t for t in tokens if 0 <= t < 256).decode("utf-8", errors="replace")
+
+    def token_piece(self, token: int) -> bytes:
+        return bytes([token]) if 0 <= token < 256 else b""
+
+    def format_chat(
+        self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
+    ) -> str:
+        return render_transcript(messages, add_generation_prompt=add_generation_prompt)
+
+    def is_eog(self, token: int) -> bool:
+        return False
+
+    # ------------------------------------------------------------------ decoding
+    @property
+    def n_past(self) -> int:
+        return len(self._pos)
+
+    @property
+    def tokens(self) -> list[int]:
+        return list(self._pos)
+
+    @property
+    def cells_used(self) -> int:
+        return len(self._pos)
+
+    def decode(self, tokens: Sequence[int], *, make_room: MakeRoom | None = None) -> None:
+        """Record the request text; nothing is sent until `generate`."""
+        if make_room and tokens:
+            make_room(len(tokens))
+        if len(self._pos) + len(tokens) > self.n_ctx:
+            raise EngineFailed(f"the request is over {self.n_ctx} bytes: use a smaller window")
+        self._pos.extend(tokens)
+        self.stats.prefill_tokens = len(tokens)
+        self.stats.prefill_seconds = 0.0
+
+    def generate(
+        self,
+        sampling: Sampling,
+        *,
+        cancel: threading.Event | None = None,
+        make_room: MakeRoom | None = None,
+    ) -> Iterator[TokenEvent]:
+        """Stream the reply to the request the mirror holds; one event per byte of the reply.
+
+        Each byte is appended to the mirror when the caller asks for the next one (as the
+        local engine decodes a token), so a caller that stops early leaves the last one out.
+        """
+        if not self._pos:
+            raise BadInput("nothing to continue from: decode a prompt first")
+        messages = parse_transcript(self.detokenize(self._pos))
+        if not messages:
+            raise BadInput("the request holds no message to answer")
+        body = request_body(messages, sampling, self._model)
+        self.stats.decode_tokens = 0
+        self.stats.stop_reason = "length"
+        start = time.perf_counter()
+        text = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        index = 0
+        with self._open("chat/completions", body) as response:
+            for byte in self._reply_bytes(response):
+                if cancel is not None and cancel.is_set():
+                    self.stats.stop_reason = "cancelled"
+                    break  # closing the connection stops generation on llama-server
+                yield TokenEvent(byte, text.decode(bytes([byte])), index, self.n_past)
+                if make_room:
+                    make_room(1)
+                self._pos.append(byte)
+                index += 1
+        self.stats.decode_seconds = time.perf_counter() - start
+
+    def _reply_bytes(self, response: Any) -> Iterator[int]:
+        """The reply's bytes from a server-sent-events response; stats as they arrive."""
+        chunks = 0
+        for raw_line in response:
+            chunk = parse_event(raw_line.decode("utf-8", errors="replace"))
+            if chunk is None:
+                continue
+            if not chunk:
+                break
+            usage = chunk.get("usage") or {}
+            if usage.get("completion_tokens"):
+                self.stats.decode_tokens = int(usage["completion_tokens"])
+            for choice in chunk.get("choices") or []:
+                piece = (choice.get("delta") or {}).get("content") or ""
+                chunks += bool(piece)
+                self.stats.decode_tokens = max(self.stats.decode_tokens, chunks)
+                yield from piece.encode("utf-8")
+                if choice.get("finish_reason"):
+                    reason = choice["finish_reason"]
+                    self.stats.stop_reason = _FINISH.get(reason, reason)
+
+    def decode_all_logits(self, tokens: Sequence[int]) -> np.ndarray:
+        raise EngineFailed(f"per-token logits (perplexity) {_LOCAL_ONLY}")
+
+    def last_logits(self) -> np.ndarray:
+        raise EngineFailed(f"logits {_LOCAL_ONLY}")
+
+    # ------------------------------------------------------------------ KV (local mirror only)
+    def kv_remove(self, p0: int, p1: int) -> bool:
+        """Forget request text; the server's prompt cache reuses the common prefix itself."""
+        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
+        if p0 <= 0 and end >= len(self._pos):
+            self._pos = []
+        elif end >= len(self._pos):
+            del self._pos[max(p0, 0) :]
+        else:
+            return False  # a hole in the middle would make the request something else
+        return True
+
+    def kv_shift(self, p0: int, p1: int, delta: int) -> None:
+        raise EngineFailed(f"the sink window (KV shift) {_LOCAL_ONLY}")
+
+    def kv_clear(self) -> None:
+        self._pos = []
+
+    @property
+    def can_shift(self) -> bool:
+        return False
+
+    def pos_range(self) -> tuple[int, int]:
+        return (0, len(self._pos) - 1) if self._pos else (-1, -1)
+
+    def kv_allocation(self) -> KvAllocation:
+        return KvAllocation(0, 0, 0, (), lines=(f"remote: {self.url} owns its KV cache",))
+
+    # ------------------------------------------------------------------ state
+    def state_get(self) -> bytes:
+        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+
+    def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
+        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+
+    def state_save(self, path: Path) -> int:
+        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+
+    def state_load(self, path: Path) -> list[int]:
+        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+
+    # ------------------------------------------------------------------ lifetime
+    def backend_info(self) -> dict[str, Any]:
+        return {"backend": "remote", "url": self.url, "model": self._model, "rpc": False}
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> RemoteEngine:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ HTTP
+    def _discover(self) -> tuple[str | None, int | None]:
+        """GET /v1/models: the served model id and (llama-server) its trained context."""
+        try:
+            with self._open("models", None) as response:
+                listing = json.loads(response.read() or b"{}")
+        except EngineFailed:
+            raise
+        except (ValueError, OSError):
+            return None, None
+        models = listing.get("data") or [] if isinstance(listing, dict) else []
+        if not models or not isinstance(models[0], dict):
+            return None, None
+        meta = models[0].get("meta") or {}
+        trained = meta.get("n_ctx_train") if isinstance(meta, dict) else None
+        return models[0].get("id"), trained if isinstance(trained, int) else None
+
+    def _open(self, path: str, body: dict[str, Any] | None) -> Any:
+        headers = {"Accept": "application/json, text/event-stream"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        if self._api_key:
+            headers["Authorization"] = f"Bearer {self._api_key}"
+        request = urllib.request.Request(f"{self.url}/{path}", data=data, headers=headers)
+        try:
+            return urllib.request.urlopen(request, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            if body is None and exc.code == 404:
+                raise ValueError("no model listing") from None
+            detail = exc.read(300).decode("utf-8", errors="replace").strip()
+            raise EngineFailed(f"the remote server answered {exc.code}: {detail}") from None
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EngineFailed(f"the remote server {self.url} is not reachable: {reason}") from None
+
+
+def open_remote(url: str, *, model: object = None) -> RemoteEngine:
+    """The CLI's way in: --remote URL [--model ID]; the API key from LOCALCTX_REMOTE_API_KEY."""
+    return RemoteEngine(
+        url,
+        model=model if isinstance(model, str) else None,
+        api_key=os.environ.get("LOCALCTX_REMOTE_API_KEY") or None,
+    )
