@@ -214,7 +214,7 @@ def test_weights_split_between_host_and_gpu_follow_llama_cpp_layer_order(llama8b
     assert full.kv_gpu == kv.total_bytes and full.kv_host == 0
     half = footprint(llama8b, kv, 17)  # the head + the last 16 layers
     assert half.kv_gpu == kv.total_bytes // 2
-    # Q4_K_M-like 8B: within 5% of the real 4.58 GiB file's tensors.
+    # This Q4_K_M-like mix gives ~4.8 GiB (the real Q4_K_M file holds 4.58 GiB of tensors).
     assert 4.3 * GIB < llama8b.weights_bytes < 4.9 * GIB
 
 

@@ -9,22 +9,17 @@ total. Measured in a subprocess so other tests' allocations cannot skew it.
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from localctx.bench.planner import measured_footprint, predicted_total
 from localctx.engine import EngineSettings, load_engine
-from localctx.planner.devices import DeviceBudget
 from localctx.planner.kvmath import kv_sizing
-from localctx.planner.plan import make_plan
 from localctx.planner.shape import load_shape
 
 pytestmark = pytest.mark.real
 DATA = Path(__file__).parent / "data"
-CPU = DeviceBudget("cpu", "cpu", 2**40, 2**40, 2**40, False, "test")
 
 
 @pytest.mark.parametrize("kv", ["f16", "q8_0", "q4_0"])
@@ -56,40 +51,6 @@ def test_state_size_grows_by_the_predicted_bytes_per_token(smollm, smollm_path: 
     smollm.decode(tokens[40:140])
     large = len(smollm.state_get())
     assert (large - small) == pytest.approx(100 * per_token, rel=0.01)
-
-
-_FOOTPRINT = """
-import json, sys
-from pathlib import Path
-import psutil
-from localctx.engine.llama import _init_backend
-from localctx.engine import EngineSettings, load_engine
-_init_backend()  # the library's own pages are not the model's footprint
-proc = psutil.Process()
-before = proc.memory_info().rss
-path, n_ctx, kv, text = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
-engine = load_engine(EngineSettings(path, n_ctx=n_ctx, type_k=kv, type_v=kv, force=True))
-loaded = proc.memory_info().rss
-engine.decode(engine.tokenize(Path(text).read_text()[:20000])[:512])
-print(json.dumps({"load": loaded - before, "after_prefill": proc.memory_info().rss - before}))
-"""
-
-
-def measured_footprint(path: Path, n_ctx: int, kv: str) -> dict[str, int]:
-    text = DATA / "devils-dictionary-excerpt.txt"
-    out = subprocess.run(
-        [sys.executable, "-c", _FOOTPRINT, str(path), str(n_ctx), kv, str(text)],
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def predicted_total(path: Path, n_ctx: int, kv: str) -> int:
-    plan = make_plan(load_shape(path), n_ctx, [CPU], CPU)
-    return next(r.total_bytes for r in plan.rows if r.kv == kv)
 
 
 @pytest.mark.parametrize("n_ctx", [8192, pytest.param(32768, marks=pytest.mark.slow)])

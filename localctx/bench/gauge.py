@@ -22,16 +22,23 @@ from localctx.gauge import GaugeSampler
 
 def gauge_overhead(
     model_path: Path,
-    text: str,
+    text_path: Path | None = None,
     *,
+    quick: bool = False,
+    threads: int | None = None,
     hz: float = 2.0,
-    tokens: int = 96,
-    rounds: int = 3,
+    tokens: int = 64,
+    rounds: int | None = None,
     prompt_tokens: int = 256,
     n_ctx: int = 2048,
 ) -> dict[str, Any]:
-    """Decode `tokens` tokens `rounds` times without and with a sampler at `hz`."""
-    settings = EngineSettings(model_path=model_path, n_ctx=n_ctx)
+    """Decode `tokens` tokens per run, `rounds` runs each without and with a sampler at `hz`.
+
+    The prompt only has to be tokens: any text works, the file is read when given.
+    """
+    rounds = rounds or (3 if quick else 6)
+    text = text_path.read_text(encoding="utf-8")[:20000] if text_path else _FILLER
+    settings = EngineSettings(model_path=model_path, n_ctx=n_ctx, n_threads=threads)
     with load_engine(settings) as engine:
         prompt = engine.tokenize(text, add_special=True)[:prompt_tokens]
         sampler = GaugeSampler(engine)
@@ -63,7 +70,7 @@ def gauge_overhead(
     tps_off, tps_on = statistics.median(off), statistics.median(on)
     mean_sample = statistics.fmean(sample_seconds) if sample_seconds else 0.0
     return {
-        "model": model_path.name,
+        "model": Path(model_path).name,
         "hz": hz,
         "tokens": tokens,
         "rounds": rounds,
@@ -77,6 +84,11 @@ def gauge_overhead(
         "runs_without": [round(x, 2) for x in off],
         "runs_with": [round(x, 2) for x in on],
     }
+
+
+_FILLER = " ".join(
+    f"Line {i}: the gauge samples memory while the model decodes." for i in range(200)
+)
 
 
 def _sample_loop(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from localctx.cli.common import emit_json, json_option
+from localctx.errors import BadKvSetting
 from localctx.models.catalogue import resolve_model
 from localctx.planner import DEFAULT_CONTEXTS, Plan, plan_model
 from localctx.planner.budget import format_bytes, parse_bytes
@@ -25,8 +26,6 @@ def plan(
     model: str, n_ctx: int | None, kv: str, budget: str | None, device: str, as_json: bool
 ) -> None:
     """Plan KV cache and memory for a model and context before loading it."""
-    from localctx.errors import BadKvSetting
-
     if kv not in ("auto", "f16", "q8_0", "q4_0"):
         raise BadKvSetting(f"unknown KV choice '{kv}' (auto, f16, q8_0, q4_0)")
     budget_bytes = parse_bytes(budget) if budget is not None else None

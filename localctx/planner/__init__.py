@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from localctx.errors import BadInput
 from localctx.planner.devices import choose_target, detect_devices
 from localctx.planner.plan import DEFAULT_CONTEXTS, Plan, make_plan
 from localctx.planner.shape import load_shape
@@ -28,8 +29,6 @@ def plan_model(
 ) -> Plan:
     """Plan a model file for a context on this machine's devices (or a --budget)."""
     if ctx <= 0:
-        from localctx.errors import BadInput
-
         raise BadInput(f"context size must be positive, got {ctx}")
     shape = load_shape(path)
     devices, missing = detect_devices()

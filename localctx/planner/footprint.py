@@ -12,6 +12,8 @@ Compute buffers (flash attention on, which llama.cpp's "auto" picks on CPU, CUDA
 - resident on the host: Linux commits malloc'd pages only when touched and a chat asks for
   one output, so the host RSS holds only the activations of a ubatch. Measured after load and
   a 512-token prefill: ~16 MiB (SmolLM2), ~25 MiB (Gemma-3) above weights + KV + runtime.
+GPU shares follow llama.cpp's placement and buffer rules but were not measured here (no GPU
+on the 2-core machines): expect them to be the least exact figures of a plan.
 Runtime: llama.cpp's vocabulary tables, graph metadata and threads: measured 21 MiB RSS for
 SmolLM2 (49K tokens) and 44 MiB for Gemma-3 (262K): ~16 MiB + ~108 B per vocabulary entry.
 """

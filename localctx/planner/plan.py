@@ -15,6 +15,7 @@ Recommendation rules, in order (each step only with KV types the head dims can h
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -97,9 +98,8 @@ def placement_layers(shape: ModelShape, device: DeviceBudget) -> int:
 
 
 def fits_on(fp: Footprint, device: DeviceBudget, cpu: DeviceBudget) -> bool:
-    if device.kind == "cpu":
-        return fp.total_bytes <= device.usable_bytes
-    if device.unified:
+    """CPU and unified memory hold everything; a discrete GPU its share, the host the rest."""
+    if device.kind == "cpu" or device.unified:
         return fp.total_bytes <= device.usable_bytes
     return fp.gpu_bytes <= device.usable_bytes and fp.host_bytes <= cpu.usable_bytes
 
@@ -191,9 +191,7 @@ def recommend(
         t: str, n: int, window: int | None, layers: int, fits: bool, why: str
     ) -> Recommendation:
         total = fp_for(t, n, layers).total_bytes
-        return Recommendation(
-            target.name, t, t, n, window, layers, fits, total, why, tuple(notes)
-        )  # fmt: skip
+        return Recommendation(target.name, t, t, n, window, layers, fits, total, why, tuple(notes))
 
     full = placement_layers(shape, target)
     budget = format_bytes(target.usable_bytes)
@@ -223,7 +221,7 @@ def recommend(
     return rec(t, min(ctx, MIN_WINDOW), min(ctx, MIN_WINDOW), full, False, why)
 
 
-def _most_layers(fits: Any, full: int) -> int:
+def _most_layers(fits: Callable[[int], bool], full: int) -> int:
     """Largest k in [0, full) whose GPU share fits: monotonic, more layers take more VRAM."""
     lo, hi = 0, full - 1
     if hi < 1 or not fits(1):
@@ -237,7 +235,7 @@ def _most_layers(fits: Any, full: int) -> int:
     return lo
 
 
-def _largest_window(fits: Any, ctx: int) -> int:
+def _largest_window(fits: Callable[[int], bool], ctx: int) -> int:
     """Largest n (a multiple of CELL_PAD, MIN_WINDOW <= n < ctx) with fits(n); 0 if none."""
     lo, hi = MIN_WINDOW // CELL_PAD, (ctx - 1) // CELL_PAD
     if hi < lo or not fits(lo * CELL_PAD):
