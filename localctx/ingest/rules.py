@@ -34,6 +34,7 @@ class Skip(StrEnum):
     UNREADABLE = "unreadable"  # permission denied
     VANISHED = "vanished"  # deleted between listing and reading
     EMPTY = "empty"
+    BAD_NAME = "bad_name"  # a file name that is not valid UTF-8 (cannot be stored or shown)
 
 
 # Files whose content is a credential. Matched against the file name (case-insensitive) and,
@@ -156,6 +157,8 @@ def skip_dir_by_name(name: str) -> Skip | None:
 
 def skip_file_by_name(name: str) -> Skip | None:
     """Decisions that need no bytes: lock files, bundles, binary extensions."""
+    if name in VCS_DIRS:  # a worktree's or submodule's ".git" is a file pointing elsewhere
+        return Skip.VCS
     lname = name.lower()
     if lname in LOCK_FILES or lname.endswith(GENERATED_SUFFIXES):
         return Skip.GENERATED

@@ -123,6 +123,9 @@ def _walk_dir(
         return
     for entry in entries:
         rel = f"{dir_rel}/{entry.name}" if dir_rel else entry.name
+        if not entry.name.isascii() and not _utf8(entry.name):
+            yield Skipped(rel, Skip.BAD_NAME)
+            continue
         try:
             is_link = entry.is_symlink()
             is_dir = entry.is_dir(follow_symlinks=True)
@@ -171,6 +174,14 @@ def _walk_dir(
             yield Skipped(rel, Skip.EMPTY)
         else:
             yield SourceFile(rel, real, st.st_size, st.st_mtime_ns)
+
+
+def _utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")  # os.scandir maps undecodable bytes to lone surrogates
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _name_rules(
