@@ -18,6 +18,7 @@ from localctx import paths
 from localctx.engine import EngineSettings, Sampling, load_engine
 from localctx.engine.base import KvAllocation
 from localctx.engine.fake import FakeEngine
+from localctx.errors import EngineFailed
 from localctx.gauge import GaugeReading, GaugeSampler
 from localctx.gauge import sampler as sampler_mod
 from localctx.gauge.sampler import cache_sizes, used_bytes
@@ -81,6 +82,25 @@ def test_a_window_policy_supplies_regions_and_evictions() -> None:
     assert (r.kv.evictions, r.kv.evicted_tokens, r.kv.tokens_seen) == (3, 1200, 1500)
     assert r.kv.window == 512 and r.kv.bytes_per_token == 23040.0
     assert r.to_json()["kv"]["spans"]["pinned"] == [4, 64]
+
+
+class FlakyPolicy(StubPolicy):
+    """Trips the policy's consistency check `fails` times, as a mid-append read would."""
+
+    def __init__(self, fails: int) -> None:
+        self.fails = fails
+
+    def stats(self) -> Stats:
+        if self.fails:
+            self.fails -= 1
+            raise EngineFailed("the sink window needs a contiguous cache")
+        return Stats()
+
+
+def test_a_transient_policy_mismatch_is_read_again_but_a_lasting_one_raises() -> None:
+    assert GaugeSampler(FakeEngine(), FlakyPolicy(1)).sample().kv.evictions == 3
+    with pytest.raises(EngineFailed):
+        GaugeSampler(FakeEngine(), FlakyPolicy(2)).sample()
 
 
 def test_swa_caches_bound_the_used_bytes() -> None:

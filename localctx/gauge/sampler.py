@@ -25,6 +25,7 @@ import psutil
 
 from localctx import paths
 from localctx.engine.base import Engine, KvAllocation
+from localctx.errors import EngineFailed
 from localctx.gauge.reading import GaugeReading, KvReading, RamReading, UnifiedMemory
 from localctx.planner.devices import NvidiaGpus
 
@@ -105,7 +106,7 @@ class GaugeSampler:
             seen, evictions, evicted, fallback = self.engine.n_past, 0, 0, False
             free = max(self.n_ctx - used, 0)
         else:
-            s = self.policy.stats()
+            s = self._policy_stats()
             spans = dict(self.policy.regions)
             used, window = s.cells_used, s.window
             regions = {
@@ -134,6 +135,15 @@ class GaugeSampler:
             evicted_tokens=evicted,
             fallback_used=fallback,
         )
+
+    def _policy_stats(self) -> Any:
+        """The policy's counters. Its consistency check (cells held == positions) can trip for
+        an instant when the decode thread appends a token between its two reads; a second
+        read sees the settled state, and a real inconsistency still raises."""
+        try:
+            return self.policy.stats()  # type: ignore[union-attr]
+        except EngineFailed:
+            return self.policy.stats()  # type: ignore[union-attr]
 
     def _store_bytes(self) -> dict[str, int]:
         with self._lock:
