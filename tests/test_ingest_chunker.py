@@ -77,11 +77,18 @@ def test_python_definitions_with_comments_and_decorators() -> None:
     chunks = chunk_file("pkg/mod.py", "python", PYTHON)
     by_symbol = {c.symbol: c for c in chunks}
     assert by_symbol["top_level"].kind == "definition"
-    assert by_symbol["top_level"].text.startswith("# Helper comment")  # comment attached
-    assert by_symbol["top_level"].start_line == 8
+    assert "# Helper comment that belongs to the function below.\ndef top_level" in (
+        by_symbol["top_level"].text
+    )
     assert by_symbol["Greeter"].text.count("def ") == 2  # a small class stays whole
-    assert chunks[0].symbol == "" and "import os" in chunks[0].text  # code before definitions
+    # A preamble this small joins the first definition instead of being a chunk of its own.
+    assert (chunks[0].symbol, chunks[0].start_line) == ("top_level", 1)
+    assert "import os" in chunks[0].text
     assert all(c.path == "pkg/mod.py" and c.language == "python" for c in chunks)
+    constants = "".join(f"SETTING_{i} = {i}  # tuned by hand\n" for i in range(40))
+    big = chunk_file("pkg/mod.py", "python", constants + PYTHON)
+    assert (big[0].symbol, big[0].kind, big[0].start_line) == ("", "code", 1)
+    assert next(c for c in big if c.symbol == "top_level").start_line > 40
 
 
 def test_python_class_over_budget_splits_along_methods() -> None:
@@ -98,8 +105,8 @@ def test_javascript_functions_arrows_classes_and_jsdoc() -> None:
     chunks = chunk_file("src/config.js", "javascript", JAVASCRIPT)
     by_symbol = {c.symbol: c for c in chunks}
     assert {"readConfig", "double", "Cache"} <= by_symbol.keys()
-    assert by_symbol["readConfig"].text.startswith("/** Reads a config file. */")
-    assert by_symbol["readConfig"].start_line == 3
+    assert "/** Reads a config file. */\nexport function readConfig" in by_symbol["readConfig"].text
+    assert by_symbol["readConfig"].start_line == 1  # with the import line before it
     small = chunk_file("src/config.js", "javascript", JAVASCRIPT, budget=30)
     assert {"Cache.constructor", "Cache.get"} <= {c.symbol for c in small}
 

@@ -221,3 +221,17 @@ def test_cli_json_and_plain_output(repo: Path) -> None:
     assert result.exit_code == 0
     assert "0 indexed" in result.stdout and "too_large" in result.stdout
     assert runner.invoke(main, ["ingest", str(repo), "--max-file-bytes", "0"]).exit_code == 2
+
+
+def test_memory_search_repo_returns_ranked_chunks_with_lines(repo: Path) -> None:
+    runner = CliRunner()
+    assert runner.invoke(main, ["ingest", str(repo), "--json"]).exit_code == 0
+    result = runner.invoke(main, ["memory", "search", "--repo", str(repo), "vroom", "--json"])
+    assert result.exit_code == 0, result.output
+    hit = json.loads(result.stdout)["hits"][0]
+    assert (hit["path"], hit["symbol"], hit["start_line"], hit["end_line"]) == (
+        "app/core.py", "Engine", 1, 3,
+    )  # fmt: skip
+    assert hit["language"] == "python" and "vroom" in hit["text"]
+    missing = runner.invoke(main, ["memory", "search", "--repo", str(repo / "nope"), "x"])
+    assert missing.exit_code == Exit.BAD_INPUT

@@ -75,14 +75,7 @@ def search(query: str, k: int, repo: str | None, as_json: bool) -> None:
 
         hits = search_repo(repo, query, k)
         rows = [
-            {
-                "id": f"{h.path}:{h.start_line}-{h.end_line}",
-                "kind": "file",
-                "path": h.path,
-                "symbol": h.symbol,
-                "text": h.text,
-                "score": round(h.score, 4),
-            }
+            {"id": f"{h.path}:{h.start_line}-{h.end_line}", "kind": "file", **h.to_json()}
             for h in hits
         ]
         if as_json:

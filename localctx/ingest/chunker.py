@@ -76,6 +76,7 @@ _VALUE_DEFS = frozenset(
     {"arrow_function", "function_expression", "function", "class", "generator_function"}
 )
 _COMMENT_PREFIXES = ("#", "//", "/*", "*", "--", "@")
+SMALL_GAP_TOKENS = 48  # code between definitions this small joins the definition after it
 
 
 @dataclass
@@ -193,10 +194,17 @@ def _emit(
     cursor = outer.start
     for d in defs:
         start = _with_leading_comments(lines, max(d.start, cursor), cursor)
+        end = min(d.end, outer.end)
+        gap = "".join(lines[cursor:start])
+        if (
+            gap.strip()
+            and estimate_tokens(gap) <= SMALL_GAP_TOKENS
+            and _fits(gap + "".join(lines[start:end]), limit(budget))
+        ):
+            start = cursor  # a few imports alone would be a chunk that matches paths, not answers
         if start > cursor:
             out.extend(windows(lines, Span(cursor, start, outer.symbol, "code"), budget, path,
                                language))  # fmt: skip
-        end = min(d.end, outer.end)
         text = "".join(lines[start:end])
         if _fits(text, limit(budget)):
             out.append(Chunk(path, language, start + 1, end, d.symbol, "definition", text))
