@@ -32,7 +32,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: Exit, match: 
 
 
 def test_plan_json_has_every_type_at_8k_32k_128k() -> None:
-    result = run("plan", "smollm2-135m", "--json")
+    result = run("plan", "smollm2-135m", "--json", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["ctx"] == 131072 and data["device"] == "cpu"
@@ -50,7 +50,7 @@ def test_plan_json_has_every_type_at_8k_32k_128k() -> None:
 
 
 def test_plan_table_with_a_budget_recommends_a_window() -> None:
-    result = run("plan", "gemma3-270m", "--ctx", "32768", "--budget", "330MiB", "--kv", "auto")
+    result = run("plan", "gemma3-270m", "--ctx", "32768", "--budget", "330MiB", "--device", "cpu")
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "q4_0    32768" in out and "f16     32768" in out
@@ -167,6 +167,12 @@ def test_llama_cpp_backend_devices() -> None:
 
 
 # ------------------------------------------------------------------ chat/ask defaults
+@pytest.fixture(autouse=True)
+def _plan_for_the_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The defaults below are the CPU rules; a GPU build would plan for its GPU instead."""
+    monkeypatch.setattr("localctx.runconfig._usable_device", lambda: "cpu")
+
+
 def test_chat_and_ask_default_to_the_recommendation() -> None:
     config = run_config()  # SmolLM2: trained 8K, f16 fits
     assert (config.settings.n_ctx, config.settings.type_k, config.window) == (8192, "f16", None)
