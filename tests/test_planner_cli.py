@@ -58,12 +58,14 @@ def test_plan_table_with_a_budget_recommends_a_window() -> None:
 
 
 def test_plan_for_a_hypothetical_gpu_budget() -> None:
-    data = json.loads(
-        run("plan", "smollm2-135m", "--device", "cuda", "--budget", "8GiB", "--json").stdout
-    )
-    assert data["device"] == "cuda"
+    result = run("plan", "smollm2-135m", "--device", "cuda", "--budget", "8GiB", "--json")
+    data = json.loads(result.stdout)
+    assert data["device"] == "cuda" and "cuda" not in data["missing_devices"]
     assert data["recommendation"]["type_k"] == "q8_0"
     assert data["recommendation"]["n_gpu_layers"] == 31  # 30 layers + the output head
+    assert "CPU" in data["backend"]["compiled"]
+    if not data["backend"]["gpu_offload"]:  # this machine: say the plan cannot run here
+        assert "cannot offload to cuda" in result.stderr
 
 
 @pytest.mark.parametrize(

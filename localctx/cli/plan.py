@@ -34,10 +34,30 @@ def plan(
     result = plan_model(
         resolve_model(model), ctx, kv=kv, device=device, budget=budget_bytes, contexts=contexts
     )
+    build = _build()
     if as_json:
-        emit_json(result)
+        emit_json({**result.to_json(), "backend": build})
     else:
         click.echo(render(result))
+        offload = "GPU offload supported" if build["gpu_offload"] else "no GPU offload"
+        click.echo(f"llama.cpp build: {', '.join(build['compiled'])} ({offload})")
+    if result.target.kind != "cpu" and not build["gpu_offload"]:
+        click.echo(
+            f"localctx: note: this llama.cpp build cannot offload to {result.target.kind}; "
+            "install a GPU build of llama-cpp-python to run this plan",
+            err=True,
+        )
+
+
+def _build() -> dict[str, object]:
+    """Which llama.cpp backends this install has (read from ggml's registry, no model)."""
+    from localctx.engine.devices import backend_name, compiled_backends, gpu_offload_supported
+
+    return {
+        "name": backend_name(),
+        "compiled": compiled_backends(),
+        "gpu_offload": gpu_offload_supported(),
+    }
 
 
 def render(p: Plan) -> str:

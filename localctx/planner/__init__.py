@@ -33,4 +33,5 @@ def plan_model(
     shape = load_shape(path)
     devices, missing = detect_devices()
     devices, target = choose_target(devices, missing, device, budget)
+    missing = {kind: why for kind, why in missing.items() if kind != target.kind}
     return make_plan(shape, ctx, devices, target, kv=kv, contexts=contexts, missing=missing)
