@@ -39,6 +39,11 @@ DEFAULT_SYSTEM = (
 PINNED_ID = 0  # message id the pinned region is attributed to
 
 
+def _note_owner(core_id: int) -> int:
+    """Owner id of the in-window note a /remember adds (negative: not a stored message)."""
+    return -(10**6 + core_id)
+
+
 @dataclass
 class TurnResult:
     answer: str
@@ -260,7 +265,12 @@ class Session:
         if not pending:
             return 0
         count = self._count
-        with self._scratch_cache():
+        try:
+            saved = self._lend_cache()
+        except EngineFailed as exc:  # an engine that cannot save its state (a remote server)
+            self.notices.append(f"summaries wait for a local model: {exc}")
+            return 0
+        try:
             for seg in pending:
                 summary = summarizer.summarize_segment(self.engine, seg.text)
                 running = self.store.running_summary(seg.session_id)
@@ -273,6 +283,8 @@ class Session:
                     self._pinned_dirty = True
                 if self.last_eviction and self.last_eviction.segment_id == seg.id:
                     self.last_eviction.summary = summary
+        finally:
+            self._restore_cache(saved)
         return len(pending)
 
     def remember(self, text: str) -> int:
@@ -282,8 +294,8 @@ class Session:
         cid = self.store.add_core(text)
         self.core = self.store.core()
         if self._started:  # in the window now, in the pinned region from the next rebuild
-            self._append({"role": "system", "content": f"Remember: {text.strip()}"}, PINNED_ID,
-                         "message")  # fmt: skip
+            note = {"role": "system", "content": f"Remember: {text.strip()}"}
+            self._append(note, _note_owner(cid), "message")  # type: ignore[arg-type]
             self._pinned_dirty = True
         return cid
 
@@ -296,7 +308,8 @@ class Session:
             self.core = self.store.core()
             self.running_summary = self.store.running_summary(self._sid)
             if self._started:
-                self._rebuild(drop=gone.numbers("m"))
+                notes = {_note_owner(c) for c in gone.numbers("c")}
+                self._rebuild(drop=gone.numbers("m") | notes)
         return gone
 
     def close(self) -> None:
@@ -466,10 +479,17 @@ class Session:
             return
         for seg in self.policy.queue.drain():
             self._evicted_since_rebuild += seg.n_tokens
-            owners = self._ledger.owners_between(seg.stream_start, seg.stream_end)
-            owners = list(seg.message_ids) if owners is None else list(dict.fromkeys(owners))
-            if all(self._ledger.kinds.get(o) == "recalled" for o in owners):
+            per_token = self._ledger.owners_between(seg.stream_start, seg.stream_end)
+            owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
+            recalled = {o for o in owners if self._ledger.kinds.get(o) == "recalled"}
+            if recalled == set(owners):
                 continue  # only recalled snippets: copies of what is stored already
+            text = seg.text
+            if recalled and per_token and len(per_token) == seg.n_tokens:
+                # Store only what the conversation said: recalled copies would otherwise be
+                # stored again on every eviction and crowd out other hits.
+                kept = [t for t, o in zip(seg.tokens, per_token, strict=True) if o not in recalled]
+                text = self.engine.detokenize(kept)
             real = [o for o in owners if o > 0]
             self._evicted_message_ids.update(real)
             seg_id = None
@@ -477,31 +497,35 @@ class Session:
                 seg_id = self.store.add_segment(
                     self._sid,
                     seq=seg.seq,
-                    text=seg.text,
+                    text=text,
                     n_tokens=seg.n_tokens,
                     message_ids=real,
                     stream=(seg.stream_start, seg.stream_end),
                 )
             else:
                 self.evictions.append(seg)
-            self.last_eviction = Eviction(seg_id, seg.n_tokens, seg.text)
+            self.last_eviction = Eviction(seg_id, seg.n_tokens, text)
 
-    @contextlib.contextmanager
-    def _scratch_cache(self) -> Iterator[None]:
-        """Lend the cache to the summarizer and put the conversation back exactly."""
+    def _lend_cache(self) -> tuple[list[int], bytes]:
+        """Save the conversation's sequence state so the summarizer may use the cache."""
         tokens = self.engine.tokens
-        data = self.engine.state_get() if tokens else b""
+        return tokens, (self.engine.state_get() if tokens else b"")
+
+    def _restore_cache(self, saved: tuple[list[int], bytes]) -> None:
+        """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it."""
+        tokens, data = saved
         try:
-            yield
-        finally:
-            try:
-                if tokens:
-                    self.engine.state_set(data, tokens)
-                else:
-                    self.engine.kv_clear()
-            except EngineFailed:
-                self.notices.append("context restore failed after summarizing; re-decoded it")
-                self._rebuild()
+            if tokens:
+                self.engine.state_set(data, tokens)
+            else:
+                self.engine.kv_clear()
+        except EngineFailed:
+            self.notices.append("context restore failed after summarizing; re-decoded it")
+            self._ledger_tokens_fallback(tokens)
+
+    def _ledger_tokens_fallback(self, tokens: list[int]) -> None:
+        self.engine.kv_clear()
+        self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
 
     def _store_message(self, role: str, content: str) -> int:
         if self.store is None:  # ids stay positive: negative ones mark recalled snippets
