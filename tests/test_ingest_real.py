@@ -75,3 +75,28 @@ def test_codebase_qa_recall_at_5_on_rich(rich_sdist: Path, tmp_path: Path) -> No
         result = qa_recall(store, report.repo, DATA / "qa_rich.json", k=5)
     assert result.questions >= 20
     assert result.recall >= 0.9, result.misses
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_ask_repo_recalls_the_planted_docstring(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from localctx.cli import main
+
+    root = tmp_path / "bank"
+    (root / "ledger").mkdir(parents=True)
+    (root / "ledger" / "settle.py").write_text(PLANTED)
+    for i in range(3):
+        (root / "ledger" / f"report_{i}.py").write_text(
+            f'def ledger_report_{i}(entries):\n    """Print ledger entries, page {i}."""\n'
+        )
+    question = "Which function quarantines ledger entries whose running balance drifts?"
+    result = CliRunner().invoke(
+        main, ["ask", "--repo", str(root), question, "--json", "--max-tokens", "8"]
+    )
+    assert result.exit_code == 0, result.output
+    recalled = json.loads(result.stdout)["recalled"]
+    archival = [item for item in recalled if item["source"] == "archival"]
+    assert archival[0]["id"] == "ledger/settle.py:2-13"
+    assert "The overnight settlement job calls this" in archival[0]["text"]
