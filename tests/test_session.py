@@ -220,3 +220,12 @@ def test_keep_newest_bounds_the_running_summary() -> None:
     text_ = "\n".join(f"line {i} with a few words" for i in range(100))
     kept = keep_newest(text_, 30, lambda t: len(t.split()))
     assert len(kept.split()) <= 30 and kept.endswith("line 99 with a few words")
+
+
+@pytest.mark.parametrize("hostile", ['"', "AND OR NOT", "depot* : (", "NEAR(", "'--"])
+def test_fts5_syntax_in_a_chat_message_never_raises(tmp_path: Path, hostile: str) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine)
+    session.feed("user", FACT)
+    engine.enqueue("fine")
+    assert session.ask(hostile, Sampling(max_tokens=10)).answer == "fine"
