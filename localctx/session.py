@@ -264,20 +264,15 @@ class Session:
         pending = self.store.pending_segments(max_segments)
         if not pending:
             return 0
-        count = self._count
         try:
             saved = self._lend_cache()
         except EngineFailed as exc:  # an engine that cannot save its state (a remote server)
             self.notices.append(f"summaries wait for a local model: {exc}")
             return 0
         try:
-            for seg in pending:
-                summary = summarizer.summarize_segment(self.engine, seg.text)
-                running = self.store.running_summary(seg.session_id)
-                running = summarizer.update_running(
-                    self.engine, running, summary, self.summary_budget, count
-                )
-                self.store.set_summary(seg.id, summary, running=(seg.session_id, running))
+            for seg, summary, running in summarizer.summarize_all(
+                self.engine, self.store, pending, self.summary_budget, self._count
+            ):
                 if seg.session_id == self._sid:
                     self.running_summary = running
                     self._pinned_dirty = True
@@ -479,18 +474,10 @@ class Session:
             return
         for seg in self.policy.queue.drain():
             self._evicted_since_rebuild += seg.n_tokens
-            per_token = self._ledger.owners_between(seg.stream_start, seg.stream_end)
-            owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
-            recalled = {o for o in owners if self._ledger.kinds.get(o) == "recalled"}
-            if recalled == set(owners):
+            kept = self._ledger.conversation_part(seg, self.engine.detokenize)
+            if kept is None:
                 continue  # only recalled snippets: copies of what is stored already
-            text = seg.text
-            if recalled and per_token and len(per_token) == seg.n_tokens:
-                # Store only what the conversation said: recalled copies would otherwise be
-                # stored again on every eviction and crowd out other hits.
-                kept = [t for t, o in zip(seg.tokens, per_token, strict=True) if o not in recalled]
-                text = self.engine.detokenize(kept)
-            real = [o for o in owners if o > 0]
+            text, real = kept
             self._evicted_message_ids.update(real)
             seg_id = None
             if self.store is not None:
@@ -521,11 +508,8 @@ class Session:
                 self.engine.kv_clear()
         except EngineFailed:
             self.notices.append("context restore failed after summarizing; re-decoded it")
-            self._ledger_tokens_fallback(tokens)
-
-    def _ledger_tokens_fallback(self, tokens: list[int]) -> None:
-        self.engine.kv_clear()
-        self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
+            self.engine.kv_clear()
+            self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
 
     def _store_message(self, role: str, content: str) -> int:
         if self.store is None:  # ids stay positive: negative ones mark recalled snippets

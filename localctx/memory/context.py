@@ -11,11 +11,13 @@ Must not: decode or evict (the session and the KV policy do).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine
+from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, summarizer
 from localctx.memory.snapshots import SnapshotIdentity, llama_cpp_version, model_sha256
 
@@ -66,6 +68,24 @@ class ContextLedger:
             else:
                 runs.append((owner, self.kinds.get(owner, "message"), [tok]))
         return runs
+
+    def conversation_part(
+        self, seg: EvictedSegment, detokenize: Callable[[list[int]], str]
+    ) -> tuple[str, list[int]] | None:
+        """What of an evicted segment the conversation said, and the stored message ids in it;
+        None when it held only recalled snippets (copies of stored text: storing them again
+        would crowd every later search)."""
+        per_token = self.owners_between(seg.stream_start, seg.stream_end)
+        owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
+        recalled = {o for o in owners if self.kinds.get(o) == "recalled"}
+        if recalled == set(owners):
+            return None
+        text = seg.text
+        if recalled and per_token and len(per_token) == seg.n_tokens:
+            text = detokenize(
+                [t for t, o in zip(seg.tokens, per_token, strict=True) if o not in recalled]
+            )
+        return text, [o for o in owners if o > 0]
 
     def owners_in_cache(self, cells_used: int) -> set[int]:
         n = cells_used - self.pinned_len

@@ -13,9 +13,10 @@ engine's cache; the session saves the conversation state around them (state_get/
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 
 from localctx.engine.base import ChatMessage, Engine, Sampling
+from localctx.memory.recall import PendingSegment, RecallStore
 
 SEGMENT_PROMPT = (
     "Summarize this excerpt of a conversation in at most three sentences. Keep every fact, "
@@ -107,3 +108,21 @@ def update_running(
     # are the ones the next turns most often ask about.
     candidate = append_summary(condensed, new_summary) if condensed else merged
     return keep_newest(candidate, budget_tokens, count)
+
+
+def summarize_all(
+    engine: Engine,
+    store: RecallStore,
+    pending: Sequence[PendingSegment],
+    budget_tokens: int,
+    count: CountTokens,
+) -> Iterator[tuple[PendingSegment, str, str]]:
+    """Summarize each segment and update its session's running summary, committing both in
+    one transaction per segment (a kill mid-way leaves the rest pending, verbatim)."""
+    for seg in pending:
+        summary = summarize_segment(engine, seg.text)
+        running = update_running(
+            engine, store.running_summary(seg.session_id), summary, budget_tokens, count
+        )
+        store.set_summary(seg.id, summary, running=(seg.session_id, running))
+        yield seg, summary, running
