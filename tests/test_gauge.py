@@ -211,3 +211,13 @@ def test_evictions_are_counted_with_the_sink_window(smollm_path: Path) -> None:
     assert r.kv.regions["sink"] == 4
     assert sum(v for k, v in r.kv.regions.items() if k != "free") == r.kv.cells_used
     assert r.kv.regions["free"] == 128 - r.kv.cells_used
+
+
+@pytest.mark.real
+def test_the_overhead_benchmark_runs_and_reports_its_fields(smollm_path: Path) -> None:
+    from localctx.bench.gauge import gauge_overhead
+
+    result = gauge_overhead(smollm_path, rounds=1, tokens=4, prompt_tokens=16, hz=50.0)
+    assert result["rounds"] == 1 and len(result["runs_tps_with"]) == 1
+    assert result["decode_tps_without"] > 0 and result["decode_tps_with"] > 0
+    assert {"sample_cost_pct", "cpu_overhead_pct", "throughput_overhead_pct"} <= set(result)

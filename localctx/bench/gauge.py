@@ -1,11 +1,13 @@
 """What the live gauge costs: decode throughput with and without a 2 Hz sampler thread.
 
-Two figures, because on a shared 2-core machine an A/B of throughput moves by a few percent
-between identical runs:
-- the direct cost: the sampler's own time per sample x rate, as a share of one core — the
-  CPU time the gauge takes from decoding, whatever the noise;
-- the A/B: decode tok/s alone and with the sampler thread, interleaved round by round so
-  drift in the machine's load hits both sides alike; medians are compared.
+Three figures, because on a shared 2-core machine an A/B of throughput can move by far more
+than the gauge costs (decode runs varied 2-107 tok/s within one run at load average 10):
+- the direct cost: the sampler thread's own CPU time per sample x rate, as a share of one
+  core — what the gauge takes from decoding, whatever else the machine does;
+- process CPU per decoded token, with and without the sampler (less load-sensitive than
+  wall time);
+- decode tok/s alone and with the sampler thread, interleaved round by round so drift in
+  the machine's load hits both sides alike; medians are compared.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import statistics
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,47 +46,71 @@ def gauge_overhead(
         prompt = engine.tokenize(text, add_special=True)[:prompt_tokens]
         sampler = GaugeSampler(engine)
         sampling = Sampling(max_tokens=tokens, temperature=0.0, repeat_penalty=1.0)
-        off: list[float] = []
-        on: list[float] = []
-        sample_seconds: list[float] = []
+        off: list[Run] = []
+        on: list[Run] = []
+        samples: list[tuple[float, float]] = []  # (wall, CPU) seconds of each sample
 
-        def run(with_gauge: bool) -> float:
+        def run(with_gauge: bool) -> Run:
             engine.kv_clear()
             engine.decode(prompt)
             stop = threading.Event()
             thread = threading.Thread(
-                target=_sample_loop, args=(sampler, hz, stop, sample_seconds), daemon=True
+                target=_sample_loop, args=(sampler, hz, stop, samples), daemon=True
             )
             if with_gauge:
                 thread.start()
+            cpu = time.process_time()  # every thread of the process: decode + sampler
             for _ in engine.generate(sampling):
                 pass
+            cpu = time.process_time() - cpu
             stop.set()
             if with_gauge:
                 thread.join()
-            return engine.stats.decode_tps
+            n = max(engine.stats.decode_tokens, 1)
+            return Run(engine.stats.decode_tps, cpu / n)
 
         run(False)  # warm-up: first decode pays page faults and thread start-up
         for _ in range(rounds):
             off.append(run(False))
             on.append(run(True))
-    tps_off, tps_on = statistics.median(off), statistics.median(on)
-    mean_sample = statistics.fmean(sample_seconds) if sample_seconds else 0.0
+    tps_off = statistics.median(r.tps for r in off)
+    tps_on = statistics.median(r.tps for r in on)
+    cpu_off = statistics.median(r.cpu_per_token for r in off)
+    cpu_on = statistics.median(r.cpu_per_token for r in on)
+    wall = [w for w, _ in samples] or [0.0]
+    cpu = [c for _, c in samples] or [0.0]
     return {
         "model": Path(model_path).name,
         "hz": hz,
         "tokens": tokens,
         "rounds": rounds,
+        "threads": threads,
+        "samples": len(samples),
+        "sample_ms_mean": round(statistics.fmean(wall) * 1000, 3),
+        "sample_ms_max": round(max(wall) * 1000, 3),
+        "sample_cpu_ms_mean": round(statistics.fmean(cpu) * 1000, 3),
+        # CPU the sampler takes per second at this rate, as a share of one core.
+        "sample_cost_pct": round(statistics.fmean(cpu) * hz * 100, 4),
         "decode_tps_without": round(tps_off, 2),
         "decode_tps_with": round(tps_on, 2),
-        "throughput_overhead_pct": round((tps_off - tps_on) / tps_off * 100, 2) if tps_off else 0,
-        "samples": len(sample_seconds),
-        "sample_ms_mean": round(mean_sample * 1000, 3),
-        "sample_ms_max": round(max(sample_seconds, default=0.0) * 1000, 3),
-        "sample_cost_pct": round(mean_sample * hz * 100, 4),
-        "runs_without": [round(x, 2) for x in off],
-        "runs_with": [round(x, 2) for x in on],
+        "throughput_overhead_pct": _pct_drop(tps_off, tps_on),
+        "cpu_ms_per_token_without": round(cpu_off * 1000, 2),
+        "cpu_ms_per_token_with": round(cpu_on * 1000, 2),
+        "cpu_overhead_pct": _pct_drop(cpu_on, cpu_off),
+        "runs_tps_without": [round(r.tps, 2) for r in off],
+        "runs_tps_with": [round(r.tps, 2) for r in on],
     }
+
+
+@dataclass(frozen=True)
+class Run:
+    tps: float
+    cpu_per_token: float  # process CPU seconds per decoded token
+
+
+def _pct_drop(base: float, other: float) -> float:
+    """How much lower `other` is than `base`, in percent (negative: higher)."""
+    return round((base - other) / base * 100, 2) if base else 0.0
 
 
 _FILLER = " ".join(
@@ -92,11 +119,11 @@ _FILLER = " ".join(
 
 
 def _sample_loop(
-    sampler: GaugeSampler, hz: float, stop: threading.Event, seconds: list[float]
+    sampler: GaugeSampler, hz: float, stop: threading.Event, samples: list[tuple[float, float]]
 ) -> None:
     period = 1.0 / hz
     while not stop.is_set():
-        start = time.perf_counter()
+        wall, cpu = time.perf_counter(), time.thread_time()
         sampler.sample()
-        seconds.append(time.perf_counter() - start)
+        samples.append((time.perf_counter() - wall, time.thread_time() - cpu))
         stop.wait(period)
