@@ -496,7 +496,10 @@ class Session:
     def _lend_cache(self) -> tuple[list[int], bytes]:
         """Save the conversation's sequence state so the summarizer may use the cache."""
         tokens = self.engine.tokens
-        return tokens, (self.engine.state_get() if tokens else b"")
+        data = self.engine.state_get() if tokens else b""
+        if hasattr(self.policy, "freeze"):
+            self.policy.freeze()  # readers (the gauge) see the conversation, not the scratch
+        return tokens, data
 
     def _restore_cache(self, saved: tuple[list[int], bytes]) -> None:
         """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it."""
@@ -510,6 +513,9 @@ class Session:
             self.notices.append("context restore failed after summarizing; re-decoded it")
             self.engine.kv_clear()
             self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
+        finally:
+            if hasattr(self.policy, "thaw"):
+                self.policy.thaw()
 
     def _store_message(self, role: str, content: str) -> int:
         if self.store is None:  # ids stay positive: negative ones mark recalled snippets

@@ -229,3 +229,26 @@ def test_fts5_syntax_in_a_chat_message_never_raises(tmp_path: Path, hostile: str
     session.feed("user", FACT)
     engine.enqueue("fine")
     assert session.ask(hostile, Sampling(max_tokens=10)).answer == "fine"
+
+
+def test_gauge_reads_during_a_summary_see_the_conversation_not_the_scratch(
+    tmp_path: Path,
+) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine)
+    for _ in range(8):
+        session.feed("user", FILLER)
+    before = session.policy.stats()
+    seen = []
+    real_generate = engine.generate
+
+    def generate_and_read(*args: object, **kwargs: object) -> object:
+        seen.append(session.policy.stats())  # what a gauge thread would read mid-summary
+        return real_generate(*args, **kwargs)  # type: ignore[arg-type]
+
+    engine.generate = generate_and_read  # type: ignore[method-assign]
+    engine.enqueue(*["short summary"] * 40)
+    assert session.summarize_pending(max_segments=2) == 2
+    assert seen and all(s.cells_used == before.cells_used for s in seen)
+    after = session.policy.stats()
+    assert (after.cells_used, after.tokens_seen) == (before.cells_used, before.tokens_seen)

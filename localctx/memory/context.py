@@ -11,6 +11,7 @@ Must not: decode or evict (the session and the KV policy do).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,11 +204,46 @@ def identity_for(engine: Engine, window: int | None) -> SnapshotIdentity:
     )
 
 
+class WindowView:
+    """What the session exposes as `session.policy`: the sink window itself, except that while
+    the cache is lent to the summarizer, `stats()` and `regions` answer from the last reading.
+
+    Why: the gauge reads the window from a timer thread, and the window re-syncs its records
+    with the engine on every read; mid-summary the engine holds the summarizer's prompt, and a
+    re-sync then would rewrite the window's bookkeeping. The lock makes `freeze` a barrier: once
+    it returns, no reader is inside the window.
+    """
+
+    def __init__(self, window: Any) -> None:
+        self.window_policy = window
+        self._lock = threading.Lock()
+        self._frozen: tuple[Any, dict[str, tuple[int, int]]] | None = None
+
+    def stats(self) -> Any:
+        with self._lock:
+            return self._frozen[0] if self._frozen else self.window_policy.stats()
+
+    @property
+    def regions(self) -> dict[str, tuple[int, int]]:
+        with self._lock:
+            return self._frozen[1] if self._frozen else self.window_policy.regions
+
+    def freeze(self) -> None:
+        with self._lock:
+            self._frozen = (self.window_policy.stats(), self.window_policy.regions)
+
+    def thaw(self) -> None:
+        with self._lock:
+            self._frozen = None
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.window_policy, name)
+
+
 def make_policy(engine: Engine, *, window: int, n_sink: int) -> Any:
-    """The sink window when the KV policy is available and the model can shift, else None
-    (the cache then fills up to n_ctx and the engine reports it)."""
+    """The sink window (seen through a WindowView), or None when the KV policy is missing."""
     try:
         from localctx.kv.policy import SinkWindow
     except ImportError:
         return None
-    return SinkWindow(engine, window=window, n_sink=n_sink)
+    return WindowView(SinkWindow(engine, window=window, n_sink=n_sink))
