@@ -96,7 +96,7 @@ def register(spec: str) -> list[str]:
                 if not reg:
                     raise EngineFailed(f"RPC server {key} reported no devices")
                 ggml.ggml_backend_register(reg)
-                _registered[key] = _device_names(ggml, key)
+                _registered[key] = _device_names(key)
             names.extend(_registered[key])
         return names
 
@@ -130,7 +130,7 @@ _START_SERVER = ctypes.CFUNCTYPE(
 
 
 class _Ggml:
-    """The few ggml backend-registry calls RPC needs (llama_cpp binds none of them)."""
+    """The ggml registry calls RPC needs beyond localctx.engine.devices (llama_cpp binds none)."""
 
     def __init__(self) -> None:
         import llama_cpp
@@ -142,12 +142,8 @@ class _Ggml:
         vp, cp = ctypes.c_void_p, ctypes.c_char_p
         self._sig(ggml, "ggml_backend_reg_by_name", vp, [cp])
         self._sig(ggml, "ggml_backend_register", None, [vp])
-        self._sig(ggml, "ggml_backend_dev_count", ctypes.c_size_t, [])
-        self._sig(ggml, "ggml_backend_dev_get", vp, [ctypes.c_size_t])
         self._sig(ggml, "ggml_backend_dev_by_type", vp, [ctypes.c_int])
         self._sig(base, "ggml_backend_reg_get_proc_address", vp, [vp, cp])
-        self._sig(base, "ggml_backend_dev_name", cp, [vp])
-        self._sig(base, "ggml_backend_dev_description", cp, [vp])
         self.rpc_reg = self.ggml_backend_reg_by_name(b"RPC")
         if not self.rpc_reg:
             raise EngineFailed(f"llama.cpp reports RPC but has no RPC registry; {REBUILD_HINT}")
@@ -175,14 +171,12 @@ def _ggml() -> _Ggml:
     return _ggml_instance
 
 
-def _device_names(ggml: _Ggml, endpoint: str) -> list[str]:
-    """Names of the registered devices whose description is this endpoint (RPC0, RPC1, …)."""
-    names = []
-    for i in range(ggml.ggml_backend_dev_count()):
-        dev = ggml.ggml_backend_dev_get(i)
-        if (ggml.ggml_backend_dev_description(dev) or b"").decode() == endpoint:
-            names.append((ggml.ggml_backend_dev_name(dev) or b"").decode())
-    return names
+def _device_names(endpoint: str) -> list[str]:
+    """The registered devices serving this endpoint (RPC0, RPC1, …: ggml names them in order
+    and describes each by its endpoint)."""
+    from localctx.engine.devices import backend_devices
+
+    return [d.name for d in backend_devices() if d.description == endpoint]
 
 
 def main(argv: list[str]) -> int:
