@@ -328,7 +328,10 @@ class Session:
                 self._identity(), self.engine.tokens, self.engine.state_get(), meta
             )
             if key:
+                previous = self.store.snapshot_key(self._sid)
                 self.store.set_snapshot_key(self._sid, key)
+                if previous and previous != key:  # one snapshot per session: the newest
+                    self.snapshots.delete(previous)
         except (EngineFailed, OSError) as exc:
             self.notices.append(f"session snapshot not saved: {exc}")
         self.notices.extend(self.snapshots.notices)

@@ -252,3 +252,13 @@ def test_gauge_reads_during_a_summary_see_the_conversation_not_the_scratch(
     assert seen and all(s.cells_used == before.cells_used for s in seen)
     after = session.policy.stats()
     assert (after.cells_used, after.tokens_seen) == (before.cells_used, before.tokens_seen)
+
+
+def test_a_session_keeps_one_snapshot_the_newest(tmp_path: Path) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine, name="work")
+    session.feed("user", "one")
+    session.close()
+    session.feed("user", "two")
+    session.close()
+    assert session.snapshots.stats()["snapshots"] == 1  # type: ignore[union-attr]
