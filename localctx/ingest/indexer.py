@@ -5,7 +5,10 @@ whose bytes hash to the indexed content hash is not re-chunked. Writes are commi
 of files (BATCH_FILES), each file's rows replaced as a unit, so a kill -9 loses at most the open
 batch and a re-run picks up there with no duplicates. Files gone from the tree (deleted, or now
 ignored or refused) are removed once the walk has finished, so an interrupted walk never
-removes anything. Memory is bounded by one batch plus a map of the indexed paths (~200 B each).
+removes anything. Reading and chunking (the CPU-bound part) run in worker processes, one per
+core, for batches big enough to pay for them; SQLite writes stay in this process.
+Memory: one batch of file contents, plus per-file bookkeeping (the indexed paths, the paths
+seen) and the digest's ranking of definitions; measured peak RSS 176 MiB for 100,000 files.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from localctx.ingest.walker import Skipped, SourceFile, WalkOptions, walk
 from localctx.ingest.windows import DEFAULT_CHUNK_TOKENS, Chunk
 from localctx.memory.archival import ArchivalStore, FileState
 
-BATCH_FILES = 200  # one transaction per 200 files: ~0.3 s of work lost at most on a kill
+BATCH_FILES = 200  # one transaction per 200 files: ~0.4 CPU-s of work lost at most on a kill
 
 
 @dataclass(frozen=True)
