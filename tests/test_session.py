@@ -262,3 +262,21 @@ def test_a_session_keeps_one_snapshot_the_newest(tmp_path: Path) -> None:
     session.feed("user", "two")
     session.close()
     assert session.snapshots.stats()["snapshots"] == 1  # type: ignore[union-attr]
+
+
+def test_a_long_stable_pinned_prefix_is_restored_from_a_snapshot(tmp_path: Path) -> None:
+    system = "You answer questions about this repository. " * 10  # > 256 fake tokens
+    decoded: list[int] = []
+
+    def run(engine: FakeEngine) -> None:
+        real = engine.decode
+        engine.decode = lambda toks, **kw: (decoded.append(len(toks)), real(toks, **kw))[1]  # type: ignore[method-assign]
+        session = stored(tmp_path, engine, name="fresh" + str(len(decoded)))
+        session.system_prompt = system
+        session.feed("user", "hi")
+
+    run(fake())
+    first = sum(decoded)
+    decoded.clear()
+    run(fake())
+    assert sum(decoded) < first - 400  # the ~440-token prefix came from the snapshot
