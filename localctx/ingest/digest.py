@@ -119,7 +119,7 @@ def build_digest(
     languages = Counter(lang for _, lang in files)
     langs = ", ".join(f"{lang} {n}" for lang, n in sorted(languages.items(), key=lambda x: -x[1]))
     name = repo.rstrip("/").rsplit("/", 1)[-1]
-    header = f"Repository {name}: {len(files)} files ({langs})."
+    header = f"Repository {name}: {len(files)} files" + (f" ({langs})." if langs else ".")
     ranked = rank_symbols(store.definitions(repo), _idents_per_file(store.file_texts(repo)))
     return render_digest(header, files, ranked, budget, count or estimate_tokens)
 
