@@ -270,10 +270,10 @@ class RemoteEngine:
                     self.stats.stop_reason = _FINISH.get(reason, reason)
 
     def decode_all_logits(self, tokens: Sequence[int]) -> np.ndarray:
-        raise EngineFailed(f"per-token logits (perplexity) {_LOCAL_ONLY}")
+        raise EngineFailed(f"per-token logits (perplexity): {_LOCAL_ONLY}")
 
     def last_logits(self) -> np.ndarray:
-        raise EngineFailed(f"logits {_LOCAL_ONLY}")
+        raise EngineFailed(f"logits: {_LOCAL_ONLY}")
 
     # ------------------------------------------------------------------ KV (local mirror only)
     def kv_remove(self, p0: int, p1: int) -> bool:
@@ -288,7 +288,7 @@ class RemoteEngine:
         return True
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:
-        raise EngineFailed(f"the sink window (KV shift) {_LOCAL_ONLY}")
+        raise EngineFailed(f"shifting the KV cache: {_LOCAL_ONLY}")
 
     def kv_clear(self) -> None:
         self._pos = []
@@ -305,16 +305,16 @@ class RemoteEngine:
 
     # ------------------------------------------------------------------ state
     def state_get(self) -> bytes:
-        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
 
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
-        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
 
     def state_save(self, path: Path) -> int:
-        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
 
     def state_load(self, path: Path) -> list[int]:
-        raise EngineFailed(f"KV snapshots {_LOCAL_ONLY}")
+        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
 
     # ------------------------------------------------------------------ lifetime
     def backend_info(self) -> dict[str, Any]:
