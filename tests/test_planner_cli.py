@@ -215,3 +215,26 @@ def test_ask_json_carries_the_final_gauge_reading() -> None:
     gauge = json.loads(result.stdout)["gauge"]
     assert gauge["kv"]["cells_used"] > 0 and gauge["kv"]["n_ctx"] == 8192
     assert gauge["rss_bytes"] > 0 and gauge["backend"] == "cpu" and gauge["decode_tps"] > 0
+
+
+@pytest.mark.real
+def test_ask_runs_the_recommended_window_when_memory_is_short(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from click.testing import CliRunner
+
+    from localctx.cli import main
+
+    usable = 150 * 2**20  # SmolLM2 needs 180 MiB for q4_0 at 8K: the planner picks a window
+    monkeypatch.setattr(
+        devices,
+        "cpu_budget",
+        lambda: devices.DeviceBudget("cpu", "cpu", usable, usable, usable, False, "test"),
+    )
+    expected = run_config()
+    assert expected.window is not None and expected.settings.type_k == "q4_0"
+    result = CliRunner().invoke(main, ["ask", "Name one colour.", "--json", "--max-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout.strip().splitlines()[-1])
+    assert data["type_k"] == "q4_0" and data["n_ctx"] == expected.settings.n_ctx
+    assert data["gauge"]["kv"]["window"] == expected.window

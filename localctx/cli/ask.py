@@ -10,7 +10,7 @@ from localctx.cli.common import emit_json, engine_options, json_option
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import open_remote
 from localctx.gauge import GaugeSampler
-from localctx.runconfig import engine_settings
+from localctx.runconfig import run_config
 from localctx.session import Session
 
 
@@ -47,10 +47,13 @@ def ask(
 ) -> None:
     """Answer one question on stdout (streams; --json prints one object at the end)."""
     remote_engine = open_remote(remote, model=engine_opts.get("model")) if remote else None
-    settings = remote_engine.settings if remote_engine else engine_settings(**engine_opts)  # type: ignore[arg-type]
+    config = run_config(**engine_opts) if remote_engine is None else None  # type: ignore[arg-type]
+    settings = config.settings if config else remote_engine.settings  # type: ignore[union-attr]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
     with remote_engine or load_engine(settings) as engine:
-        window = engine_opts.get("window")
+        # The planner's sink window when the context does not fit memory, or --window; a
+        # remote server owns its cache, so there only --window applies.
+        window = config.window if config else engine_opts.get("window")
         window = window if isinstance(window, int) else None
         session = Session.open(engine, name=session_name, window=window, repo=repo)
         echo = None if as_json else _stream_out
