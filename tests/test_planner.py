@@ -408,3 +408,21 @@ def test_mla_models_are_refused_by_name(tmp_path: Path) -> None:
 def test_unknown_kv_type_is_a_kv_error(llama8b) -> None:
     with pytest.raises(BadKvSetting):
         kv_sizing(llama8b, "q3_k", "q3_k", 4096)
+
+
+def test_a_metadata_only_gguf_plans_kv_and_says_weights_are_missing(tmp_path: Path) -> None:
+    from tests.ggufgen import write_gguf
+
+    path = write_gguf(
+        tmp_path / "meta.gguf",
+        layers=32,
+        embd=4096,
+        heads=32,
+        kv_heads=8,
+        extra={"llama.feed_forward_length": 14336, "llama.vocab_size": 128256},
+    )
+    shape = load_shape(path)
+    assert shape.weights_bytes == 0
+    assert kv_sizing(shape, "f16", "f16", 131072).total_bytes == 16 * GIB
+    rec = recommend(shape, 131072, cpu(), cpu())
+    assert any("weights are not counted" in n for n in rec.notes)

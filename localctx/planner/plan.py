@@ -177,6 +177,8 @@ def recommend(
 ) -> Recommendation:
     types = preferred_types(shape, target, kv)
     notes = []
+    if not shape.weights_bytes:
+        notes.append("the file lists no tensors (metadata only): weights are not counted")
     if shape.trained_ctx and ctx > shape.trained_ctx:
         notes.append(
             f"{ctx} is above the trained context {shape.trained_ctx}: needs --force "
