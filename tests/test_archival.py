@@ -124,3 +124,20 @@ def test_query_shaping_is_pure() -> None:
     assert camel_parts("x = parseHTTPResponse(a)") == "parse HTTP Response"
     assert coverage(query_words("split words"), "def split_words") == 1.0
     assert coverage(query_words("split words"), "def split") == 0.5
+
+
+def test_v2_upgrade_marks_old_rows_stale_so_they_are_reread(tmp_path: Path) -> None:
+    from localctx.memory import archival
+    from localctx.memory.db import connect
+
+    path = tmp_path / "archival.sqlite3"
+    old = connect(path, archival.MIGRATIONS[:1])
+    old.execute(
+        "INSERT INTO files (repo, path, sha, size, mtime_ns, language) VALUES"
+        " ('r', 'a.py', 'abc', 10, 5, 'python')"
+    )
+    old.commit()
+    old.close()
+    with ArchivalStore.open(path) as store:
+        assert store.file_states("r") == {"a.py": FileState("", 10, -1)}
+        assert list(store.file_identifiers("r")) == [("a.py", "")]

@@ -114,23 +114,17 @@ def _symbols_text(header: str, layout: str, chosen: list[RankedSymbol]) -> str:
 def build_digest(
     store: ArchivalStore, repo: str, budget: int = DIGEST_TOKENS, count: TokenCounter | None = None
 ) -> str:
-    """Read the index for `repo` and render its digest (streams the chunk texts once)."""
+    """Read the index for `repo` and render its digest (streams the per-file identifiers)."""
     files = list(store.paths(repo))
     languages = Counter(lang for _, lang in files)
     langs = ", ".join(f"{lang} {n}" for lang, n in sorted(languages.items(), key=lambda x: -x[1]))
     name = repo.rstrip("/").rsplit("/", 1)[-1]
     header = f"Repository {name}: {len(files)} files" + (f" ({langs})." if langs else ".")
-    ranked = rank_symbols(store.definitions(repo), _idents_per_file(store.file_texts(repo)))
+    used = ((path, set(idents.split())) for path, idents in store.file_identifiers(repo))
+    ranked = rank_symbols(store.definitions(repo), used)
     return render_digest(header, files, ranked, budget, count or estimate_tokens)
 
 
-def _idents_per_file(texts: Iterable[tuple[str, str]]) -> Iterable[tuple[str, set[str]]]:
-    current, idents = None, set()
-    for path, text in texts:
-        if path != current:
-            if current is not None:
-                yield current, idents
-            current, idents = path, set()
-        idents.update(_IDENT.findall(text))
-    if current is not None:
-        yield current, idents
+def identifiers(text: str) -> str:
+    """The distinct identifiers in `text`, sorted and space-separated (stored per file)."""
+    return " ".join(sorted(set(_IDENT.findall(text))))

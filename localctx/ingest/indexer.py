@@ -24,7 +24,7 @@ from pathlib import Path
 
 from localctx.errors import BadInput
 from localctx.ingest.chunker import chunk_file
-from localctx.ingest.digest import DIGEST_TOKENS, build_digest, digest_key
+from localctx.ingest.digest import DIGEST_TOKENS, build_digest, digest_key, identifiers
 from localctx.ingest.languages import language_of
 from localctx.ingest.reader import SourceText, read_source
 from localctx.ingest.rules import Skip
@@ -170,6 +170,7 @@ class _Job:
 class _Done:
     file: SourceFile
     result: Skip | tuple[SourceText, list[Chunk] | None]  # None: same bytes as indexed
+    idents: str = ""
 
 
 def _read_and_chunk(job: _Job) -> _Done:
@@ -180,8 +181,8 @@ def _read_and_chunk(job: _Job) -> _Done:
     if source.sha == job.old_sha:
         return _Done(job.file, (source, None))
     language = language_of(job.file.relpath)
-    return _Done(job.file, (source, chunk_file(job.file.relpath, language, source.text,
-                                               job.chunk_tokens)))  # fmt: skip
+    chunks = chunk_file(job.file.relpath, language, source.text, job.chunk_tokens)
+    return _Done(job.file, (source, chunks), identifiers(source.text))
 
 
 class _ChunkPool:
@@ -232,7 +233,7 @@ def _write(
                 report.files_unchanged += 1
                 continue
             language = language_of(relpath)
-            store.put_file(repo, relpath, state, language, source.non_utf8, chunks)
+            store.put_file(repo, relpath, state, language, source.non_utf8, chunks, item.idents)
             report.files_indexed += 1
             report.chunks_written += len(chunks)
             report.bytes += source.size
