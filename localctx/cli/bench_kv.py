@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from localctx.bench.kv import DEFAULT_TYPES, run_kv
+from localctx.bench.kv import DEFAULT_TYPES, run_kv, run_stream
 from localctx.bench.ppl import default_text_path, read_text, run_ppl
 from localctx.cli.common import emit_json, json_option
 from localctx.errors import BadInput
@@ -90,6 +90,13 @@ def bench_ppl(
     show_default=True,
     help="Comma-separated KV types to measure.",
 )
+@click.option(
+    "--stream",
+    type=int,
+    default=None,
+    help="Instead: decode this many tokens through a --window and report the cells used.",
+)
+@click.option("--window", type=int, default=1024, show_default=True, help="For --stream.")
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all).")
 @json_option
 def bench_kv(
@@ -97,6 +104,8 @@ def bench_kv(
     text_path: Path | None,
     tokens: int,
     types: str,
+    stream: int | None,
+    window: int,
     threads: int | None,
     as_json: bool,
 ) -> None:
@@ -104,6 +113,21 @@ def bench_kv(
     model_path = resolve_model(model)
     text, _ = _text(text_path)
     names = tuple(t.strip() for t in types.split(",") if t.strip())
+    if stream is not None:
+        kv = names[0] if names else "f16"
+        result = run_stream(
+            model_path, text, tokens=stream, window=window, kv=kv, n_threads=threads
+        )
+        if as_json:
+            emit_json({"stream": result})
+        else:
+            click.echo(
+                f"{result['model']}: {result['tokens']} tokens through a {window}-cell window "
+                f"({result['mode']}): peak {result['peak_cells']} cells, "
+                f"{result['evictions']} evictions, cells used along the way "
+                f"{result['cells_used_samples']}, {result['tps']} tok/s"
+            )
+        return
     report = run_kv(model_path, text, types=names, tokens=tokens, n_threads=threads)
     if as_json:
         emit_json(report)
