@@ -18,7 +18,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from localctx.memory.archival_query import camel_parts, coverage, fts_query, query_words
+from localctx.memory.archival_query import (
+    camel_parts,
+    coverage,
+    fts_query,
+    path_prior,
+    query_words,
+)
 from localctx.memory.db import Migration, connect, store_path
 
 # bm25() column weights: path, symbol, body, camelCase parts.
@@ -144,7 +150,8 @@ class ArchivalStore:
 
         BM25 (path and symbol weighted) picks candidates, at most one per (path, symbol) so
         the windows of one long function cannot fill every slot; they are then re-ranked by
-        the share of the question's words each covers (archival_query.coverage).
+        the share of the question's words each covers (archival_query.coverage) and a mild
+        prior for implementation code over tests and prose (archival_query.path_prior).
         """
         words = query_words(query)
         match = fts_query(query)
@@ -174,8 +181,9 @@ class ArchivalStore:
             if key not in taken and len(candidates) < pool:
                 taken.add(key)
                 cover = coverage(words, f"{r[1]} {r[4]} {r[6]}")
+                prior = path_prior(r[1], r[5])
                 candidates.append(
-                    ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7] * cover)
+                    ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7] * cover * prior)
                 )
         candidates.sort(key=lambda h: -h.score)  # stable: BM25 order breaks ties
         return candidates[:k]
