@@ -141,3 +141,15 @@ def test_v2_upgrade_marks_old_rows_stale_so_they_are_reread(tmp_path: Path) -> N
     with ArchivalStore.open(path) as store:
         assert store.file_states("r") == {"a.py": FileState("", 10, -1)}
         assert list(store.file_identifiers("r")) == [("a.py", "")]
+
+
+def test_path_prior_prefers_implementation_over_tests_and_prose() -> None:
+    from localctx.memory.archival_query import path_prior
+
+    assert path_prior("django/shortcuts.py", "python") == 1.0
+    assert path_prior("tests/test_shortcuts.py", "python") == pytest.approx(0.8)
+    assert path_prior("pkg/widget.spec.ts", "typescript") == pytest.approx(0.8)
+    assert path_prior("internal/server_test.go", "go") == pytest.approx(0.8)
+    assert path_prior("docs/intro.txt", "text") == pytest.approx(0.8)
+    assert path_prior("tests/README.md", "markdown") == pytest.approx(0.64)
+    assert path_prior("contest/attestation.py", "python") == 1.0  # "test" inside a word
