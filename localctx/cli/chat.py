@@ -35,14 +35,14 @@ def chat(
     session_name: str | None = None,
 ) -> None:
     """Open the chat app (Textual) on the default model over the current directory."""
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise LocalctxError(
-            'the chat app needs a terminal; for scripts use: localctx ask "QUESTION"', Exit.USAGE
-        )
     if window is not None and window <= 0:
         raise BadInput(f"--window must be a positive number of tokens, not {window}")
     repo_path = _repo(repo)
     config = _config_or_pull(model, kv, n_ctx, window, force, threads, gpu_layers, rpc)
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):  # checked last: bad flags say why
+        raise LocalctxError(
+            'the chat app needs a terminal; for scripts use: localctx ask "QUESTION"', Exit.USAGE
+        )
 
     from localctx.tui import ChatSettings, make_app
 
