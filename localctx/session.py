@@ -101,6 +101,8 @@ class Session:
         self.last_eviction: Eviction | None = None
         self.evictions: list[EvictedSegment] = []  # kept only when there is no store
         self.notices: list[str] = []  # snapshot fallbacks etc., for the UI to show once
+        self.eviction_count = 0  # segments evicted by this session (the window's own count
+        # restarts when a new pinned region rebuilds the context)
         self.running_summary = ""
         self.core: list[tuple[int, str]] = []
         # Segments summarized before a turn starts: bounds the wait (a summary is a prefill
@@ -477,6 +479,7 @@ class Session:
             return
         for seg in self.policy.queue.drain():
             self._evicted_since_rebuild += seg.n_tokens
+            self.eviction_count += 1
             kept = self._ledger.conversation_part(seg, self.engine.detokenize)
             if kept is None:
                 continue  # only recalled snippets: copies of what is stored already

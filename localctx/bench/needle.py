@@ -178,7 +178,7 @@ def run_needle(
                     "answer": result.answer[:120],
                 }
             )
-        stats = session.policy.stats() if session.policy is not None else None
+        evictions = session.eviction_count
         store_bytes = store.file_bytes() + snapshots.stats()["snapshot_bytes"]
         store.close()
     n = max(1, len(facts))
@@ -192,7 +192,7 @@ def run_needle(
         seconds_per_turn=round(sum(turn_seconds) / n, 3),
         store_bytes=store_bytes,
         min_windows_out=round((history - max(f.depth for f in facts)) / window, 2),
-        evictions=stats.evictions if stats else 0,
+        evictions=evictions,
         summaries=summarized,
         seconds_per_summary=round(per_summary, 3),
         history_seconds=round(history_seconds, 2),
