@@ -209,6 +209,7 @@ class Session:
             self._ledger.add(generated, aid)
             raw = "".join(pieces)
             self._ledger.last = {"role": "assistant", "content": raw}
+            self._ledger.last_open = True
             self.messages.append({"role": "assistant", "content": raw.strip()})
             if self.store is not None and aid > 0:
                 self.store.set_message_content(aid, raw)
@@ -432,7 +433,7 @@ class Session:
         """New pinned region (summary or core changed): re-decode it, then replay the window
         tail that was in the cache (minus `drop`ped messages). Costs one window of prefill."""
         tail = self._ledger.tail(self.engine.tokens)
-        last = self._ledger.last
+        last, last_open = self._ledger.last, self._ledger.last_open
         self._collect_evictions()
         self._decode_pinned()
         for owner, kind, tokens in tail:
@@ -441,19 +442,23 @@ class Session:
             self._begin(owner, kind)
             self._decode(tokens)
             self._ledger.add(tokens, owner, kind)
-        self._ledger.last = last
+        self._ledger.last, self._ledger.last_open = last, last_open
         self._collect_evictions()
 
     def _append(
         self, message: ChatMessage, owner: int, kind: str, *, generation: bool = False
     ) -> None:
         fmt = self.engine.format_chat
-        text = layout.continuation(fmt, self._ledger.last, [message], generation=generation)
+        text = layout.continuation(
+            fmt, self._ledger.last, [message], generation=generation,
+            last_open=self._ledger.last_open,
+        )  # fmt: skip
         tokens = self.engine.tokenize(text)
         self._begin(owner, kind)
         self._decode(tokens)
         self._ledger.add(tokens, owner, kind)
         self._ledger.last = message
+        self._ledger.last_open = False
 
     # ------------------------------------------------------------------ recall
     def _recall(self, query: str) -> list[RecalledItem]:

@@ -155,6 +155,9 @@ def test_resume_with_other_settings_recomputes_and_says_so(tmp_path: Path) -> No
     assert any("other settings (n_ctx)" in n for n in resumed.notices)
     assert "first question" in text(other)  # recomputed from the stored messages
     assert [m["role"] for m in resumed.messages] == ["user", "assistant"]
+    other.enqueue("second answer")
+    resumed.ask("second question", Sampling(max_tokens=40))
+    assert "<assistant>first answer\n<user>second question\n" in text(other)  # no seams
 
 
 def test_forget_deletes_snapshots_that_hold_it(tmp_path: Path) -> None:
@@ -191,7 +194,7 @@ def test_increments_reproduce_the_full_rendering(fmt: object) -> None:
     held = ""
     last = None
     for user, reply in turns:
-        held += layout.continuation(fmt, last, [user], generation=True)  # type: ignore[arg-type]
+        held += layout.continuation(fmt, last, [user], generation=True, last_open=True)  # type: ignore[arg-type]
         held += reply
         last = {"role": "assistant", "content": reply}
     whole = layout.render(  # type: ignore[arg-type]

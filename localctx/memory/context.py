@@ -32,6 +32,7 @@ class ContextLedger:
     owners: list[int] = field(default_factory=list)  # message id per token (<0: recalled)
     kinds: dict[int, str] = field(default_factory=dict)
     last: ChatMessage | None = None  # the last message appended (for template increments)
+    last_open: bool = False  # `last` is a generated reply, its end marker not decoded
     keep: int = 1 << 18  # trim the record beyond this many tokens (the cache holds fewer)
     base: int = 0  # tokens trimmed from the front of the record
 
@@ -107,6 +108,7 @@ class ContextLedger:
             "pinned_len": self.pinned_len,
             "runs": runs,
             "last": self.last,
+            "last_open": self.last_open,
             "message_ids": sorted({o for o in owners if o > 0}),
         }
 
@@ -125,6 +127,7 @@ class ContextLedger:
         last = meta.get("last")
         if isinstance(last, dict) and {"role", "content"} <= last.keys():
             ledger.last = {"role": str(last["role"]), "content": str(last["content"])}
+            ledger.last_open = bool(meta.get("last_open", False))
         return ledger
 
 

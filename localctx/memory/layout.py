@@ -47,24 +47,30 @@ def render(fmt: FormatChat, messages: Sequence[ChatMessage], *, generation: bool
     return full[len(head) :] if full.startswith(head) else full
 
 
-def decoded_text(fmt: FormatChat, messages: Sequence[ChatMessage]) -> str:
-    """What the cache holds after `messages`: a final assistant reply is left open (no end
-    marker), because generation stops at the end-of-generation token without decoding it."""
-    if messages and messages[-1]["role"] == "assistant":
+def decoded_text(fmt: FormatChat, messages: Sequence[ChatMessage], *, open_last: bool) -> str:
+    """What the cache holds after `messages`. A generated reply is left open (no end marker):
+    generation stops at the end-of-generation token without decoding it."""
+    if open_last and messages and messages[-1]["role"] == "assistant":
         return render(fmt, messages[:-1], generation=True) + messages[-1]["content"]
     return render(fmt, messages, generation=False)
 
 
 def continuation(
-    fmt: FormatChat, last: ChatMessage | None, new: Sequence[ChatMessage], *, generation: bool
+    fmt: FormatChat,
+    last: ChatMessage | None,
+    new: Sequence[ChatMessage],
+    *,
+    generation: bool,
+    last_open: bool = False,
 ) -> str:
-    """The text to decode after `last` (already in the cache) to append `new`."""
+    """The text to decode after `last` (already in the cache; `last_open` when it is a reply
+    the model generated) to append `new`."""
     before = [last] if last is not None else []
-    held = decoded_text(fmt, before)
+    held = decoded_text(fmt, before, open_last=last_open)
     target = render(fmt, [*before, *new], generation=generation)
     if target.startswith(held):
         return target[len(held) :]
-    if last is not None and last["role"] == "assistant":
+    if last is not None and last_open and last["role"] == "assistant":
         opening = render(fmt, [], generation=True)
         body = last["content"].strip()
         at = target.find(body, len(opening) - 1) if body else -1
