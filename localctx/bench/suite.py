@@ -6,10 +6,13 @@ The measurements themselves live beside it: bench/raw.py (localctx vs raw llama-
 warm restore), and the other areas' modules (kv, ppl, needle, ingest, gauge, planner), which
 are called when present and reported as "not available" when not — the suite never fakes one.
 
-Budget (2 CPU cores): the default run is ~5-9 min, mostly the 16K interleaved prefill on
-Gemma-3-270M (~16K tokens x 2 runners); --quick skips 16K and the slow optional sections and
-takes ~1.5 min. Figures on a machine shared with other work are noisy: the ratios are the
-figures to quote, because both runners are interleaved within one run.
+Budget (2 CPU cores): --quick took 107 s here (load average ~5); the default run adds the
+slow sections and the 16K interleaved prefill on Gemma-3-270M (16K tokens x 2 runners), which
+at the idle-machine speeds in DESIGN.md should stay under 10 min. On a machine shared with
+other work every figure is noisy: quote the ratios, since both runners are interleaved within
+one run. When the machine is oversubscribed, use --threads 1: with 2 OpenMP threads each
+llama_decode waits at ~515 barriers for a descheduled thread (decode fell to 0.3 tok/s at load
+average 12 here), which swamps the difference being measured.
 """
 
 from __future__ import annotations

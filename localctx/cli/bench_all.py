@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="512 and 4K only, slow sections skipped (~1.5 min).")
+@click.option("--quick", is_flag=True, help="512 and 4K; slow parts skipped (~2 min, 2 cores).")
 @click.option(
     "--model", "-m", default=None, help="Catalogue name or .gguf path (default: smollm2-135m)."
 )
