@@ -74,6 +74,23 @@ wait_for "attaching" 60
 wait_for "ready" 180
 show "/repo attached"
 
+# A long paste goes through the sink window: the cache evicts, the UI stays live (F2 works
+# while the worker prefills), and the context panel shows the latest eviction.
+head -c "${PASTE_KB:-12}000" "$root/tests/data/devils-dictionary-excerpt.txt" >"$home/paste.txt"
+printf '\n\nSummarize the text above in one sentence.' >>"$home/paste.txt"
+tmux load-buffer -b lc "$home/paste.txt"
+tmux paste-buffer -p -d -b lc -t "$name"
+wait_for "Summarize the text above" 60
+tmux send-keys -t "$name" Enter
+wait_for "reading the prompt" 30
+tmux send-keys -t "$name" F2
+wait_for "KV █" 20
+show "during the prefill of a ${PASTE_KB:-12} KB paste: F2 collapsed the side panel at once"
+tmux send-keys -t "$name" F2
+wait_for "reply tokens" 600
+wait_for "segment s" 60
+show "after the paste: evictions counted, latest eviction in the context panel"
+
 type_line "Write a long story about a lighthouse keeper, at least 400 words."
 wait_for "generating" 60
 sleep 1.5

@@ -482,3 +482,33 @@ async def test_first_start_without_a_model_offers_the_pull(
         await pilot.press("escape")
         await until(pilot, lambda: any("models pull" in n.message for n in declined._notifications))
         assert declined.session is None and declined.is_running
+
+
+@sync
+async def test_a_long_resumed_history_shows_its_newest_messages() -> None:
+    from localctx.session import Session
+    from localctx.tui.app import RESUMED_MESSAGES_SHOWN
+    from localctx.tui.widgets.chat.transcript import Notice
+
+    engine = FakeEngine()
+    messages: list[Any] = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": f"message {i}"}
+        for i in range(100)
+    ]
+    app = make_app(
+        ChatSettings(engine=engine.settings),
+        engine=engine,
+        session_factory=lambda e, s: Session(e, messages=messages),
+    )
+    async with app.run_test(size=(100, 30)) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: bool(app.screen.query(Notice)))
+
+        def shown() -> int:
+            return len(app.screen.query(UserMessage)) + len(app.screen.query(Reply))
+
+        await until(pilot, lambda: shown() >= RESUMED_MESSAGES_SHOWN)
+        await pilot.pause()
+        assert shown() == RESUMED_MESSAGES_SHOWN
+        assert app.screen.query(Reply).last().text == "message 99"
+        assert "60 earlier messages" in str(app.screen.query_one(Notice).render())

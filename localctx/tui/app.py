@@ -1,11 +1,13 @@
 """LocalctxApp: the chat app — owns the loaded engine and session, runs every blocking call in
 a thread worker, and turns the workers' messages into widget updates.
 
-Threads and the model: one turn at a time uses the model (`_model_lock`, held by generation
-and summarization); the gauge sampler never takes it, so reading the gauge cannot slow a
-reply. Swapping or closing the engine takes `_engine_lock`, which the sampler also holds while
-it reads, so a reading never touches a freed llama context. Failures of any worker arrive in
-one Worker.StateChanged handler and become a notice; the transcript is never lost.
+Threads and the model: llama.cpp contexts are not thread-safe, so one worker at a time uses
+the model — a turn, the summaries written after it, /remember and /forget (they re-decode the
+pinned region), loading and session switches all hold `model_lock`. The gauge sampler never
+takes it (it reads Python-side state only), so reading the gauge cannot slow a reply. Swapping
+or closing the engine also takes `_engine_lock`, which the sampler holds while it reads, so a
+reading never touches a freed context. Failures of any worker arrive in one
+Worker.StateChanged handler and become a notice; the transcript is never lost.
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ from localctx.tui.views import context_view, gauge_view
 from localctx.tui.widgets.chat.prompt import PromptHistory, PromptInput
 from localctx.tui.widgets.chat.status import StatusLine
 from localctx.tui.widgets.chat.transcript import (
+    Notice,
     Reply,
     ReplyFooter,
     Transcript,
@@ -59,6 +62,9 @@ from localctx.tui.widgets.gauge.panel import GaugeLine, GaugePanel
 # we wait this long for the model lock (a turn checks its cancel flag before every token).
 _TURN_STOP_TIMEOUT = 30.0
 SUMMARIES_PER_TURN = 2
+# A resumed session redraws its newest messages only: each is a Markdown layout (~ms each),
+# and a long history would hold the first frame for seconds; the rest is a search away.
+RESUMED_MESSAGES_SHOWN = 40
 
 
 class LocalctxApp(SlashCommands, App[str | None]):
@@ -97,7 +103,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self._session_factory = session_factory or parts.default_session
         self._sampler_factory = sampler_factory or parts.default_sampler
         self._history = history or PromptHistory()
-        self._model_lock = threading.Lock()
+        self.model_lock = threading.Lock()  # one user of the model at a time (see above)
         self._engine_lock = threading.Lock()
         self._cancel: threading.Event | None = None
         self._owned_engine: Engine | None = None  # loaded here, so closed here
@@ -209,7 +215,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         if resolve:
             settings = parts.reload_settings(settings)
         notices: list[str] = []
-        with self._model_lock:
+        with self.model_lock:
             old_session, self.session = self.session, None
             if old_session is not None:
                 notices += parts.close_session(old_session)
@@ -257,7 +263,13 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self._set_activity("ready")
         transcript = self.widget(Transcript)
         if not transcript.children:
-            for m in getattr(message.session, "messages", []):
+            past = list(getattr(message.session, "messages", []))
+            if len(past) > RESUMED_MESSAGES_SHOWN:
+                hidden = len(past) - RESUMED_MESSAGES_SHOWN
+                await transcript.add(Notice(f"{hidden} earlier messages are in memory (F3)"))
+            for m in past[-RESUMED_MESSAGES_SHOWN:]:
+                if not self.chat_visible:
+                    return  # the app is closing mid-redraw
                 await self._show_past_message(transcript, m)
         self._refresh_context()
         self._last_sample = 0.0
@@ -312,7 +324,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
     def run_turn(self, text: str) -> None:
         """Stream one reply; post batches of text a few times a second, never per token."""
         cancel = self._cancel = threading.Event()
-        with self._model_lock:
+        with self.model_lock:
             session, engine = self.session, self.engine
             if session is None or engine is None:
                 raise BadInput("no session: the model is not loaded")
@@ -504,13 +516,13 @@ class LocalctxApp(SlashCommands, App[str | None]):
     def save_and_exit(self) -> None:
         """Ctrl+Q: wait for the turn to stop (it checks cancel before each token), then save
         the session: its messages are already stored; this writes the KV snapshot."""
-        if not self._model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
+        if not self.model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
             raise BadInput("the model is still busy; try Ctrl+Q again")
         try:
             session, self.session = self.session, None
             note = parts.save_session(session) if session is not None else ""
         finally:
-            self._model_lock.release()
+            self.model_lock.release()
         self.post_message(SessionSaved(note))
 
     def on_session_saved(self, message: SessionSaved) -> None:
@@ -520,7 +532,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         """Last resort when the app ends another way: stop the turn, save, free the model."""
         if self._cancel is not None:
             self._cancel.set()
-        if not self._model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
+        if not self.model_lock.acquire(timeout=_TURN_STOP_TIMEOUT):
             return  # a worker still holds the model: leaking it beats freeing it under them
         try:
             session, self.session = self.session, None
@@ -532,7 +544,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
                     self._owned_engine.close()
                     self._owned_engine = None
         finally:
-            self._model_lock.release()
+            self.model_lock.release()
 
 
 def make_app(

@@ -25,7 +25,7 @@ from localctx.engine.base import Engine
 from localctx.runconfig import engine_settings
 from localctx.session import Session
 from localctx.tui.app import make_app
-from localctx.tui.messages import GaugeSampled, TokensGenerated
+from localctx.tui.messages import GaugeSampled, GenerationFinished, TokensGenerated
 from localctx.tui.settings import ChatSettings
 from localctx.tui.widgets.chat.prompt import PromptInput
 
@@ -50,12 +50,15 @@ def bare_turn(engine: Engine, sampling: Sampling) -> float:
 async def app_turn(engine: Engine, settings: ChatSettings) -> dict[str, float]:
     engine.kv_clear()
     counts = {"batches": 0, "readings": 0}
+    finished = asyncio.Event()
 
     def hook(message: Any) -> None:
         if isinstance(message, TokensGenerated):
             counts["batches"] += 1
         elif isinstance(message, GaugeSampled):
             counts["readings"] += 1
+        elif isinstance(message, GenerationFinished):
+            finished.set()
 
     app = make_app(settings, engine=engine, session_factory=lambda e, s: Session(e))
     async with app.run_test(size=(120, 40), message_hook=hook) as pilot:
@@ -66,10 +69,7 @@ async def app_turn(engine: Engine, settings: ChatSettings) -> dict[str, float]:
         app.query_one(PromptInput).focus()
         start = time.perf_counter()
         await pilot.press("enter")
-        while not app.generating:
-            await pilot.pause(0.01)
-        while app.generating:
-            await pilot.pause(0.05)
+        await asyncio.wait_for(finished.wait(), timeout=600)
         seconds = time.perf_counter() - start
         await app.workers.wait_for_complete()
     return {

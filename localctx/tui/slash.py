@@ -8,6 +8,7 @@ with a CommandAnswered message; bad input is a notice, never an exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -120,10 +121,11 @@ class SlashCommands(_Base):
         self.run_blocking("/plan", lambda: parts.plan_markdown(self.settings))
 
     async def _command_remember(self, command: Command) -> None:
-        self.run_blocking("/remember", lambda: parts.remember(self.session, command.arg))
+        # Both change the live context (decode or rebuild): they take the model like a turn.
+        self.run_blocking("/remember", lambda: parts.remember(self.session, command.arg), True)
 
     async def _command_forget(self, command: Command) -> None:
-        self.run_blocking("/forget", lambda: parts.forget(self.session, command.arg))
+        self.run_blocking("/forget", lambda: parts.forget(self.session, command.arg), True)
 
     async def _command_recall(self, command: Command) -> None:
         def recall() -> str:
@@ -182,5 +184,10 @@ class SlashCommands(_Base):
         self._refresh_context()
 
     @work(thread=True, exit_on_error=False, group="command", description="command")
-    def run_blocking(self, title: str, call: Any) -> None:
-        self.post_message(CommandAnswered(title, call()))
+    def run_blocking(self, title: str, call: Callable[[], str], uses_model: bool = False) -> None:
+        if uses_model:
+            with self.model_lock:
+                answer = call()
+        else:
+            answer = call()
+        self.post_message(CommandAnswered(title, answer))

@@ -111,10 +111,9 @@ class MemoryScreen(Screen[None]):
 
     @work(thread=True, exclusive=True, exit_on_error=False, group="memory", description="edit")
     def change_memory(self, action: str, arg: str) -> None:
-        if action == "remember":
-            answer = parts.remember(self.session, arg)
-        else:
-            answer = parts.forget(self.session, arg)
+        change = parts.remember if action == "remember" else parts.forget
+        with self.app.model_lock:  # type: ignore[attr-defined]  # the context is re-decoded
+            answer = change(self.session, arg)
         self.post_message(CommandAnswered(f"/{action}", answer))
         self.post_message(MemoryListed("", parts.memory_rows(self.session, "")))
 
