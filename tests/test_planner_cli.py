@@ -210,7 +210,7 @@ def test_a_small_machine_gets_a_quantized_cache_or_a_window(
 
 @pytest.mark.real
 def test_ask_json_carries_the_final_gauge_reading() -> None:
-    result = run("ask", "Name one colour.", "--json", "--max-tokens", "6")
+    result = run("ask", "Name one colour.", "--json", "--max-tokens", "6", "--threads", "1")
     assert result.returncode == 0, result.stderr
     gauge = json.loads(result.stdout)["gauge"]
     assert gauge["kv"]["cells_used"] > 0 and gauge["kv"]["n_ctx"] == 8192
@@ -233,7 +233,9 @@ def test_ask_runs_the_recommended_window_when_memory_is_short(
     )
     expected = run_config()
     assert expected.window is not None and expected.settings.type_k == "q4_0"
-    result = CliRunner().invoke(main, ["ask", "Name one colour.", "--json", "--max-tokens", "4"])
+    result = CliRunner().invoke(
+        main, ["ask", "Name one colour.", "--json", "--max-tokens", "4", "--threads", "1"]
+    )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout.strip().splitlines()[-1])
     assert data["type_k"] == "q4_0" and data["n_ctx"] == expected.settings.n_ctx

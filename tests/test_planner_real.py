@@ -41,21 +41,22 @@ def test_predicted_kv_bytes_within_1pct_of_llama_cpp(
         assert alloc.cells == expected_cells
 
 
-def test_state_size_grows_by_the_predicted_bytes_per_token(smollm, smollm_path: Path) -> None:
+def test_state_size_grows_by_the_predicted_bytes_per_token(smollm_path: Path) -> None:
     """A second witness: the sequence state holds exactly bytes_per_token per cell."""
     per_token = kv_sizing(load_shape(smollm_path), "f16", "f16", 2048).bytes_per_token
     text = (DATA / "devils-dictionary-excerpt.txt").read_text()[:4000]
-    tokens = smollm.tokenize(text)
-    smollm.decode(tokens[:40])
-    small = len(smollm.state_get())
-    smollm.decode(tokens[40:140])
-    large = len(smollm.state_get())
+    with load_engine(EngineSettings(smollm_path, n_ctx=2048, n_threads=1)) as engine:
+        tokens = engine.tokenize(text)
+        engine.decode(tokens[:40])
+        small = len(engine.state_get())
+        engine.decode(tokens[40:140])
+        large = len(engine.state_get())
     assert (large - small) == pytest.approx(100 * per_token, rel=0.01)
 
 
 @pytest.mark.parametrize("n_ctx", [8192, pytest.param(32768, marks=pytest.mark.slow)])
 def test_total_within_10pct_of_the_process_footprint_smollm(smollm_path: Path, n_ctx: int) -> None:
-    measured = measured_footprint(smollm_path, n_ctx, "f16")
+    measured = measured_footprint(smollm_path, n_ctx, "f16", threads=1)
     predicted = predicted_total(smollm_path, n_ctx, "f16")
     assert measured["after_prefill"] == pytest.approx(predicted, rel=0.10)
     assert measured["load"] == pytest.approx(predicted, rel=0.10)
@@ -66,7 +67,7 @@ def test_total_within_10pct_of_the_process_footprint_smollm(smollm_path: Path, n
 def test_total_within_10pct_of_the_process_footprint_gemma(
     gemma_path: Path, n_ctx: int, kv: str
 ) -> None:
-    measured = measured_footprint(gemma_path, n_ctx, kv)
+    measured = measured_footprint(gemma_path, n_ctx, kv, threads=1)
     predicted = predicted_total(gemma_path, n_ctx, kv)
     assert measured["after_prefill"] == pytest.approx(predicted, rel=0.10)
     assert measured["load"] == pytest.approx(predicted, rel=0.10)
