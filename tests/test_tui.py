@@ -301,27 +301,33 @@ async def test_memory_screen_lists_and_searches_the_store() -> None:
 
 
 @sync
-async def test_a_200kb_paste_is_accepted_and_shown_as_a_preview() -> None:
+async def test_a_200kb_paste_goes_through_the_window_and_the_ui_stays_live() -> None:
     text = (DATA / "devils-dictionary-excerpt.txt").read_text(encoding="utf-8")
-    assert len(text) > 150_000
-    # One prefill batch: the fake re-reads its whole cache per batch (quadratic), llama.cpp not.
-    settings = EngineSettings(model_path=Path("fake.gguf"), n_ctx=400_000, n_batch=400_000)
-    engine = FakeEngine(settings)
+    assert len(text) > 150_000  # ~200K tokens for the byte-per-token fake, 50x its window
+    engine = FakeEngine(EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096))
     engine.enqueue("summarised")
-    app = fake_app(engine)
-    async with app.run_test(size=(100, 30)) as pilot:
+    recorder = Recorder()
+    app = fake_app(engine, window=2048, gauge_busy_interval=0.1)
+    async with app.run_test(size=(100, 30), message_hook=recorder) as pilot:
         await ready(pilot)
         prompt = app.widget(PromptInput)
         prompt.focus()
         app.post_message(events.Paste(text))  # as a terminal delivers it: to the focused widget
         await until(pilot, lambda: len(prompt.text) == len(text))
         await pilot.press("enter")
-        await until(pilot, lambda: not app.generating and len(app.session.messages) == 2)
+        await until(pilot, lambda: app.generating)
+        await pilot.press("f2")  # the UI answers while the worker prefills
+        assert not app.screen.query_one("#side").display
+        await until(pilot, lambda: not app.generating, steps=3000)
         await app.workers.wait_for_complete()
         shown = str(app.screen.query_one(UserMessage).render())
         assert len(shown) < 3_000 and "sent whole to the model" in shown
         assert app.session.messages[0]["content"] == text
         assert app.screen.query_one(Reply).text == "summarised"
+        readings = [m.reading.kv for m in recorder.of(GaugeSampled)]
+        assert max(r.cells_used for r in readings) <= 4096  # the cache stayed bounded
+        assert readings[-1].evictions > 0 and readings[-1].tokens_seen > 150_000
+        assert app.widget(ContextPanel).view.eviction.startswith("segment s")
 
 
 @sync
