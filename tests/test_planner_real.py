@@ -54,7 +54,7 @@ def test_state_size_grows_by_the_predicted_bytes_per_token(smollm_path: Path) ->
     assert (large - small) == pytest.approx(100 * per_token, rel=0.01)
 
 
-@pytest.mark.parametrize("n_ctx", [8192, pytest.param(32768, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("n_ctx", [8192, 32768])
 def test_total_within_10pct_of_the_process_footprint_smollm(smollm_path: Path, n_ctx: int) -> None:
     measured = measured_footprint(smollm_path, n_ctx, "f16", threads=1)
     predicted = predicted_total(smollm_path, n_ctx, "f16")
@@ -62,8 +62,10 @@ def test_total_within_10pct_of_the_process_footprint_smollm(smollm_path: Path, n
     assert measured["load"] == pytest.approx(predicted, rel=0.10)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(("n_ctx", "kv"), [(8192, "f16"), (32768, "f16"), (32768, "q4_0")])
+@pytest.mark.parametrize(
+    ("n_ctx", "kv"),
+    [(8192, "f16"), (32768, "f16"), pytest.param(32768, "q4_0", marks=pytest.mark.slow)],
+)
 def test_total_within_10pct_of_the_process_footprint_gemma(
     gemma_path: Path, n_ctx: int, kv: str
 ) -> None:
