@@ -37,6 +37,20 @@ DEFAULT_SYSTEM = (
     "Answer concisely and accurately."
 )
 PINNED_ID = 0  # message id the pinned region is attributed to
+PLAIN_STOP = "\nUser:"  # where a base model starts the next turn of the plain transcript
+
+
+def _cut_index(stop: str, pieces: list[str]) -> int:
+    """How many generated pieces come before `stop` begins (all of them if it never does)."""
+    at = "".join(pieces).find(stop)
+    if at < 0:
+        return len(pieces)
+    length = 0
+    for i, piece in enumerate(pieces):
+        length += len(piece)
+        if length > at:
+            return i
+    return len(pieces)
 
 
 def _note_owner(core_id: int) -> int:
@@ -196,16 +210,23 @@ class Session:
         self._begin(aid, "message")
         pieces: list[str] = []
         generated: list[int] = []
+        # A base model on the plain transcript has no end-of-turn token: it goes on to write
+        # the user's next line. Stop there, and take those tokens back out of the cache.
+        stop = PLAIN_STOP if self.engine.chat_template_source.startswith("none") else ""
         try:
             for event in self.engine.generate(sampling, cancel=cancel, make_room=self._room):
                 pieces.append(event.text)
                 generated.append(event.token)
+                if stop and stop in "".join(pieces[-8:]):
+                    break
                 yield event
         finally:
-            # A consumer that stops iterating leaves the last yielded token undecoded.
-            if generated and self.engine.tokens[-1:] != generated[-1:]:
-                generated.pop()
-                pieces = pieces[: len(generated)]
+            # Stopping the engine's generator leaves its last token undecoded.
+            cached = len(generated) - (self.engine.tokens[-1:] != generated[-1:])
+            keep = min(cached, _cut_index(stop, pieces) if stop else cached)
+            if cached > keep:
+                self.engine.kv_remove(self.engine.n_past - (cached - keep), -1)
+            generated, pieces = generated[:keep], pieces[:keep]
             self._ledger.add(generated, aid)
             raw = "".join(pieces)
             self._ledger.last = {"role": "assistant", "content": raw}

@@ -283,3 +283,18 @@ def test_a_long_stable_pinned_prefix_is_restored_from_a_snapshot(tmp_path: Path)
     decoded.clear()
     run(fake())
     assert sum(decoded) < first - 400  # the ~440-token prefix came from the snapshot
+
+
+class PlainFake(FakeEngine):
+    @property
+    def chat_template_source(self) -> str:
+        return "none (plain transcript)"
+
+
+def test_a_base_model_stops_where_it_starts_the_users_next_line() -> None:
+    engine = PlainFake(EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096))
+    session = Session(engine)
+    engine.enqueue("It is 4471.\nUser: and now tell me more")
+    result = session.ask("code?", Sampling(max_tokens=100))
+    assert result.answer == "It is 4471."
+    assert text(engine).endswith("<assistant>It is 4471.")  # nothing after the cut is cached
