@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -156,8 +157,6 @@ class Session:
         `repo` is a path (ingested on first use, its digest pinned and its chunks recalled)
         or an already attached RepoContext.
         """
-        import time
-
         if isinstance(repo, str | Path):
             from localctx.ingest import attach
 
