@@ -203,3 +203,17 @@ def test_side_by_side_on_the_real_model(smollm_path: Path) -> None:
     assert warm["snapshot_bytes"] >= 507 * 23040
     assert warm["file_bytes"] >= warm["snapshot_bytes"]
     assert warm["restore_seconds"] > 0 and warm["ttft_warm_seconds"] > 0
+
+
+def test_section_summaries_name_the_figures_that_matter() -> None:
+    eviction = {"tokens": 1000, "types": {"f16": {"evict_ms": 51.5, "reprefill_ms": 9618.5}}}
+    assert report.section_summary("eviction", eviction) == (
+        "f16: evict 51.5 ms vs re-prefill 9618.5 ms of 1000 tokens"
+    )
+    ppl = report.section_summary("perplexity", _result()["sections"]["perplexity"] | {"tokens": 9})
+    assert ppl.startswith("9 tokens; full cache None; 4 sinks: w256 14.74, w512 14.49")
+    gauge = {"throughput_overhead_pct": 1.6, "cpu_overhead_pct": -3.3, "other": 1}
+    assert (
+        report.section_summary("gauge", gauge)
+        == "throughput_overhead_pct 1.6, cpu_overhead_pct -3.3"
+    )

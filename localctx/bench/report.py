@@ -140,10 +140,34 @@ def section_lines(sections: dict[str, Any]) -> list[str]:
         if not sec.get("available"):
             out.append(f"- **{key}**: {sec.get('note', 'not available')}")
             continue
-        figures = {k: v for k, v in sec.items() if k not in ("available",) and _is_scalar(v)}
-        shown = ", ".join(f"{k} {v}" for k, v in list(figures.items())[:8])
-        out.append(f"- **{key}**: {shown}")
+        out.append(f"- **{key}** ({sec.get('seconds', '?')} s): {section_summary(key, sec)}")
     return [*out, ""]
+
+
+HEADLINE_KEYS = {
+    "gauge": ("throughput_overhead_pct", "cpu_overhead_pct", "sample_ms_mean", "hz"),
+    "ingest": ("files_indexed", "files_per_second", "reingest_speedup", "chunks"),
+    "planner": ("kv_max_error_pct", "total_max_error_pct"),
+    "needle": ("history_tokens", "window", "facts", "recall_hit_rate", "answer_accuracy",
+               "seconds_per_turn"),
+}  # fmt: skip
+
+
+def section_summary(key: str, sec: dict[str, Any]) -> str:
+    """The few figures that matter for a section, in words; other keys stay in the JSON."""
+    if key == "eviction" and isinstance(sec.get("types"), dict):
+        return "; ".join(
+            f"{kv}: evict {f.get('evict_ms')} ms vs re-prefill {f.get('reprefill_ms')} ms "
+            f"of {sec.get('tokens')} tokens"
+            for kv, f in sec["types"].items()
+        )
+    if key == "perplexity" and isinstance(sec.get("rows"), list):
+        parts = [f"full cache {sec.get('full_ppl')}"]
+        for label, pts in ppl_series({"perplexity": sec}).items():
+            parts.append(f"{label}: " + ", ".join(f"w{w} {p:.2f}" for w, p in pts))
+        return f"{sec.get('tokens')} tokens; " + "; ".join(parts)
+    names = HEADLINE_KEYS.get(key) or [k for k, v in sec.items() if _is_scalar(v)][:8]
+    return ", ".join(f"{k} {sec[k]}" for k in names if k in sec and k != "available")
 
 
 def chart_lines(result: dict[str, Any]) -> list[str]:
@@ -207,7 +231,13 @@ def draw_charts(result: dict[str, Any], out_dir: Path) -> tuple[list[Path], str]
         fig, ax = plt.subplots(figsize=(6, 4))
         bars = {"cold prefill": cold, "warm (restore+1 token)": warm["ttft_warm_seconds"]}
         ax.bar(list(bars), list(bars.values()), color=["#c44", "#4a4"])
-        ax.set(ylabel="seconds", title=f"Time to first token, {warm['prefix_tokens']}-token prefix")
+        ax.set_yscale("log")  # ~1000x apart: a linear axis hides the warm bar
+        for i, value in enumerate(bars.values()):
+            ax.annotate(f"{value:.3g} s", (i, value), ha="center", va="bottom")
+        ax.set(
+            ylabel="seconds (log)",
+            title=f"Time to first token, {warm['prefix_tokens']}-token prefix",
+        )
         drawn.append(_save(fig, plt, out_dir / "ttft_cold_vs_warm.png"))
     notes = [] if series else ["perplexity chart skipped: no perplexity-vs-window rows"]
     return drawn, "; ".join(notes)
