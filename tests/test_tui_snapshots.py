@@ -14,6 +14,8 @@ from textual.pilot import Pilot
 from localctx.engine.base import ChatMessage
 from localctx.engine.fake import FakeEngine
 from localctx.gauge import GaugeReading, KvReading, RamReading
+from localctx.memory.archival import ArchivalHit
+from localctx.memory.recall import RecallHit
 from localctx.memory.retrieval import RecalledItem
 from localctx.session import Eviction, Session
 from localctx.tui import ChatSettings, LocalctxApp, make_app
@@ -124,11 +126,12 @@ def test_chat_screen_small_terminal(snap_compare: Any) -> None:
 
 def test_memory_screen(snap_compare: Any) -> None:
     rows = [
-        {"id": 12, "tier": "core", "source": "pinned", "text": "The depot code is 4471."},
-        {"id": 31, "tier": "recall", "source": "session demo · segment 4",
-         "text": "We agreed to keep q8_0 for 32K contexts."},
-        {"id": 77, "tier": "archival", "path": "localctx/engine/llama.py", "start_line": 402,
-         "end_line": 415, "text": "def close(self) -> None: ..."},
+        RecallHit("c12", "core", "The depot code is 4471.", "", 0.0),
+        RecallHit("s31", "segment", "We agreed to keep q8_0 for 32K contexts.",
+                  "Chose q8_0 KV for long contexts.", 0.0, "demo"),
+        RecallHit("m40", "message", "user: where is the KV cache freed?", "", 0.0, "demo"),
+        ArchivalHit("/repo", "localctx/engine/llama.py", 402, 415, "close", "python",
+                    "def close(self) -> None: ...", 0.0),
     ]  # fmt: skip
 
     async def open_memory(pilot: Pilot[Any]) -> None:
