@@ -298,3 +298,18 @@ def test_a_base_model_stops_where_it_starts_the_users_next_line() -> None:
     result = session.ask("code?", Sampling(max_tokens=100))
     assert result.answer == "It is 4471."
     assert text(engine).endswith("<assistant>It is 4471.")  # nothing after the cut is cached
+
+
+def test_recall_leaves_out_passages_that_match_only_common_words(tmp_path: Path) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine)
+    session.feed("user", "Remember this: the access code for the violet garage is 5242.")
+    for _ in range(4):  # the two facts leave the window in different segments
+        session.feed("user", FILLER)
+    session.feed("user", "Remember this: the access code for the silver tower is 7634.")
+    for _ in range(8):
+        session.feed("user", FILLER)
+    engine.enqueue("ok")
+    result = session.ask("What is the access code for the violet garage?", Sampling(max_tokens=5))
+    recalled = " ".join(item.text for item in result.recalled)
+    assert "5242" in recalled and "7634" not in recalled

@@ -21,6 +21,7 @@ from localctx.memory.fts import query_terms
 from localctx.memory.recall import RecallHit, RecallStore
 
 CountTokens = Callable[[str], int]
+RELATIVE_FLOOR = 0.5  # of the best BM25 score: below it a hit matched only common words
 MIN_ITEM_TOKENS = 24  # a snippet cut shorter than this rarely keeps a whole fact
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 
@@ -112,6 +113,19 @@ def select_within_budget(
     return chosen
 
 
+def above_floor(ranked: list[Any]) -> list[Any]:
+    """Hits scoring at least RELATIVE_FLOOR of the best one (pure; `score` higher = better).
+
+    Why: a question shares its generic words ("access code") with many stored passages and
+    its rare ones ("violet garage") with one. Passages matching only the generic words are
+    distractors; in `bench needle` a 135M model answered with a neighbouring fact's number.
+    """
+    if not ranked:
+        return ranked
+    best = max(float(h.score) for h in ranked)
+    return [h for h in ranked if best <= 0 or float(h.score) >= best * RELATIVE_FLOOR]
+
+
 def interleave(*ranked: Sequence[Candidate]) -> list[Candidate]:
     """Round-robin across sources: BM25 scores of different indexes are not comparable."""
     out: list[Candidate] = []
@@ -156,12 +170,13 @@ def gather(
         return []
     ranked = [
         Candidate("recall", hit.id, hit_text(hit, terms, max_chars), hit.score)
-        for hit in recall.search(query, k + len(exclude), kinds=("segment", "message"))
+        for hit in recall.search(query, k + min(len(exclude), 200), kinds=("segment", "message"))
         if hit.id not in exclude
-    ][:k]
+    ]
+    ranked = above_floor(ranked)[:k]
     files: list[Candidate] = []
     if archival is not None:
-        for hit in archival.search(query, k, repo=repo):
+        for hit in above_floor(list(archival.search(query, k, repo=repo))):
             where = f"{hit.path}:{hit.start_line}-{hit.end_line}"
             files.append(
                 Candidate(
