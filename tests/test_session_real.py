@@ -138,7 +138,7 @@ def test_kill_9_during_summarization_loses_nothing_committed(
     assert counts["segments"] == pending  # every committed segment is still there
     assert counts["messages"] == 3
     waiting = counts["summaries_pending"]  # the interrupted one (and later ones), verbatim
-    assert 1 <= waiting + 1 <= pending + 1  # each segment is summarized or still pending
+    assert 0 <= waiting <= pending  # each segment is summarized or still pending
     if waiting == 0:
         pytest.skip("the child summarized everything before the kill (a very fast machine)")
     with load_engine(EngineSettings(model_path=smollm_path, n_ctx=512)) as engine:
