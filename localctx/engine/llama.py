@@ -258,9 +258,10 @@ class LlamaEngine:
         batch.logits[n - 1] = True
         batch.n_tokens = n
         self._cancel_prefill.clear()
-        # ggml calls the abort callback after every graph node (515 per SmolLM2 token); a Python
-        # callback there cost 8-14% of decode speed (measured here). Only a prefill needs it:
-        # generation checks its cancel event between tokens.
+        # ggml calls the abort callback after every graph node (515 per SmolLM2 token), and a
+        # Python callback needs the GIL: while another Python thread runs (the TUI), decode was
+        # 18-25% slower on 1 thread and 2.9x slower on 2 (measured here). Only a prefill needs
+        # it: generation checks its cancel event between tokens.
         if (n > 1) != self._abort_on:
             self._abort_on = n > 1
             callback = self._abort_cb if self._abort_on else llama_cpp.ggml_abort_callback(0)
