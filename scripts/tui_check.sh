@@ -39,6 +39,17 @@ wait_for() {
     sleep 0.3
   done
 }
+# wait_re REGEX SECONDS: like wait_for, for an extended regular expression
+wait_re() {
+  local re="$1" limit="${2:-60}" start=$SECONDS
+  until screen | grep -qE -- "$re"; do
+    if ((SECONDS - start > limit)); then
+      show "TIMEOUT waiting for /$re/"
+      exit 1
+    fi
+    sleep 0.3
+  done
+}
 type_line() { tmux send-keys -t "$name" -l -- "$1"; tmux send-keys -t "$name" Enter; }
 
 launch() {
@@ -88,8 +99,8 @@ wait_for "KV █" 20
 show "during the prefill of a ${PASTE_KB:-12} KB paste: F2 collapsed the side panel at once"
 tmux send-keys -t "$name" F2
 wait_for "reply tokens" 600
-wait_for "segment s" 60
-show "after the paste: evictions counted, latest eviction in the context panel"
+wait_re "evictions [1-9]" 60
+show "after the paste: evictions counted, the running summary written by the model"
 
 type_line "Write a long story about a lighthouse keeper, at least 400 words."
 wait_for "generating" 60
@@ -113,7 +124,7 @@ tmux kill-session -t "$name"
 
 launch --session tui-check
 wait_for "ready" 180
-wait_for "capital of France" 10
+wait_for "lighthouse keeper" 30
 show "resumed session: the transcript is back"
 tmux send-keys -t "$name" C-q
 wait_for "EXITED rc=0" 30
