@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
@@ -304,7 +305,15 @@ async def test_memory_screen_lists_and_searches_the_store() -> None:
 async def test_a_200kb_paste_goes_through_the_window_and_the_ui_stays_live() -> None:
     text = (DATA / "devils-dictionary-excerpt.txt").read_text(encoding="utf-8")
     assert len(text) > 150_000  # ~200K tokens for the byte-per-token fake, 50x its window
-    engine = FakeEngine(EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096))
+
+    class SlowPrefill(FakeEngine):
+        """Prefill takes a while (20 ms a batch), so the UI is checked while it runs."""
+
+        def decode(self, tokens: Any, *, make_room: Any = None) -> None:
+            time.sleep(0.02)
+            super().decode(tokens, make_room=make_room)
+
+    engine = SlowPrefill(EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096))
     engine.enqueue("summarised")
     recorder = Recorder()
     app = fake_app(engine, window=2048, gauge_busy_interval=0.1)
@@ -315,9 +324,10 @@ async def test_a_200kb_paste_goes_through_the_window_and_the_ui_stays_live() -> 
         app.post_message(events.Paste(text))  # as a terminal delivers it: to the focused widget
         await until(pilot, lambda: len(prompt.text) == len(text))
         await pilot.press("enter")
-        await until(pilot, lambda: app.generating)
+        await until(pilot, lambda: bool(recorder.of(GenerationStarted)))
         await pilot.press("f2")  # the UI answers while the worker prefills
         assert not app.screen.query_one("#side").display
+        assert not recorder.of(GenerationFinished)  # ... and the prefill was still running
         await until(pilot, lambda: not app.generating, steps=3000)
         await app.workers.wait_for_complete()
         shown = str(app.screen.query_one(UserMessage).render())
