@@ -38,14 +38,17 @@ DEFAULT_SYSTEM = (
     "Answer concisely and accurately."
 )
 PINNED_ID = 0  # message id the pinned region is attributed to
-PLAIN_STOP = "\nUser:"  # where a base model starts the next turn of the plain transcript
+# Where a base model starts the next turn of the plain transcript (it has no end-of-turn token).
+PLAIN_STOPS = ("\nUser:", "\nSystem:")
 
 
-def _cut_index(stop: str, pieces: list[str]) -> int:
-    """How many generated pieces come before `stop` begins (all of them if it never does)."""
-    at = "".join(pieces).find(stop)
-    if at < 0:
+def _cut_index(stops: tuple[str, ...], pieces: list[str]) -> int:
+    """How many generated pieces come before a stop begins (all of them if none does)."""
+    text = "".join(pieces)
+    found = [at for at in (text.find(stop) for stop in stops) if at >= 0]
+    if not found:
         return len(pieces)
+    at = min(found)
     length = 0
     for i, piece in enumerate(pieces):
         length += len(piece)
@@ -211,18 +214,19 @@ class Session:
         generated: list[int] = []
         # A base model on the plain transcript has no end-of-turn token: it goes on to write
         # the user's next line. Stop there, and take those tokens back out of the cache.
-        stop = PLAIN_STOP if self.engine.chat_template_source.startswith("none") else ""
+        plain = self.engine.chat_template_source.startswith("none")
+        stops = PLAIN_STOPS if plain else ()
         try:
             for event in self.engine.generate(sampling, cancel=cancel, make_room=self._room):
                 pieces.append(event.text)
                 generated.append(event.token)
-                if stop and stop in "".join(pieces[-8:]):
+                if stops and any(stop in "".join(pieces[-8:]) for stop in stops):
                     break
                 yield event
         finally:
             # Stopping the engine's generator leaves its last token undecoded.
             cached = len(generated) - (self.engine.tokens[-1:] != generated[-1:])
-            keep = min(cached, _cut_index(stop, pieces) if stop else cached)
+            keep = min(cached, _cut_index(stops, pieces) if stops else cached)
             if cached > keep:
                 self.engine.kv_remove(self.engine.n_past - (cached - keep), -1)
             generated, pieces = generated[:keep], pieces[:keep]
