@@ -1,5 +1,6 @@
-"""ContextPanel: the recalled snippets with their sources, the running summary, pinned facts,
-and the latest eviction with its summary once the model has written it.
+"""ContextPanel: the recalled snippets with their sources, the latest eviction with its summary
+once the model has written it, the running summary, and the pinned facts (most changing first,
+so a short terminal still shows what moved this turn).
 
 This is the panel that makes memory trustworthy: the user sees exactly which text was put in
 front of the model this turn, not a claim that "memory is on".
@@ -11,6 +12,7 @@ from typing import ClassVar
 
 from rich.console import Group, RenderableType
 from rich.text import Text
+from textual.geometry import Size
 from textual.reactive import reactive
 from textual.widget import Widget
 
@@ -26,7 +28,14 @@ class ContextPanel(Widget):
         "context--dim",
     }
 
-    view: reactive[ContextView] = reactive(ContextView)
+    view: reactive[ContextView] = reactive(ContextView, layout=True)
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        """Lines after wrapping: snippets and summaries wrap, and a height counted before
+        wrapping would clip the sections below them."""
+        console = self.app.console
+        lines = console.render_lines(self.render(), console.options.update_width(width), pad=False)
+        return len(lines)
 
     def render(self) -> RenderableType:
         v = self.view
@@ -41,13 +50,6 @@ class ContextPanel(Widget):
             out.append(Text(f"▸ {snippet.source}{tokens}", source))
             lines = snippet.text.strip().splitlines()[:SNIPPET_LINES]
             out.append(Text("\n".join(f"  {ln}" for ln in lines), dim, overflow="ellipsis"))
-        if v.pinned:
-            out.append(Text(""))
-            out.append(Text(f"Pinned facts ({len(v.pinned)})", head))
-            out.extend(Text(f"• {fact}") for fact in v.pinned)
-        out.append(Text(""))
-        out.append(Text("Running summary", head))
-        out.append(Text(v.summary or "nothing evicted yet", "" if v.summary else dim))
         out.append(Text(""))
         out.append(Text("Latest eviction", head))
         if not v.eviction:
@@ -62,4 +64,11 @@ class ContextPanel(Widget):
                 out.append(Text("summarizing after this turn…", dim))
             else:
                 out.append(Text("not summarized: this session has no memory store", dim))
+        out.append(Text(""))
+        out.append(Text("Running summary", head))
+        out.append(Text(v.summary or "nothing evicted yet", "" if v.summary else dim))
+        if v.pinned:
+            out.append(Text(""))
+            out.append(Text(f"Pinned facts ({len(v.pinned)})", head))
+            out.extend(Text(f"• {fact}") for fact in v.pinned)
         return Group(*out)
