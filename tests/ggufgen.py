@@ -27,9 +27,12 @@ def write_gguf(
     writer.add_name(f"synthetic-{arch}")
     writer.add_block_count(layers)
     writer.add_embedding_length(embd)
+    writer.add_feed_forward_length(embd * 4)
     writer.add_head_count(heads)
     writer.add_head_count_kv(kv_heads)
     writer.add_context_length(context)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_token_list([f"t{i}" for i in range(256)])
     if key_length:
         writer.add_key_length(key_length)
     if value_length:

@@ -196,7 +196,7 @@ def test_a_type_whose_block_does_not_divide_the_head_dim_is_refused(tmp_path: Pa
     shape = load_shape(build_gguf(tmp_path / "t.gguf", replace(TINY_SWA, head_dim=48)))
     plan = make_plan(shape, 4096, [cpu()], cpu())
     assert {r.kv for r in plan.rows} == {"f16"}
-    with pytest.raises(BadInput, match="q8_0 cannot hold"):
+    with pytest.raises(BadKvSetting, match="q8_0 cannot hold"):
         recommend(shape, 4096, cpu(), cpu(), kv="q8_0")
 
 

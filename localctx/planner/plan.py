@@ -19,7 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from localctx.errors import BadInput
+from localctx.errors import BadInput, BadKvSetting
+from localctx.kv.types import cache_type
 from localctx.planner.budget import format_bytes
 from localctx.planner.devices import DeviceBudget
 from localctx.planner.footprint import Footprint, all_layers, footprint
@@ -107,7 +108,11 @@ def fits_on(fp: Footprint, device: DeviceBudget, cpu: DeviceBudget) -> bool:
 def preferred_types(shape: ModelShape, device: DeviceBudget, kv: str = "auto") -> list[str]:
     if kv != "auto":
         if not holds(shape, kv):
-            raise BadInput(f"KV type {kv} cannot hold this model's head dims")
+            dims = sorted({d for d in (*shape.key_lengths, *shape.value_lengths) if d})
+            raise BadKvSetting(
+                f"KV type {kv} cannot hold this model's head dims {dims}: its block size "
+                f"{cache_type(kv).block_size} must divide them"
+            )
         return [kv]
     order = ("f16", "q8_0", "q4_0") if device.kind == "cpu" else ("q8_0", "q4_0")
     types = [t for t in order if holds(shape, t)]
