@@ -80,7 +80,7 @@ async def until(pilot: Pilot[Any], condition: Callable[[], bool], steps: int = 4
 async def ready(pilot: Pilot[Any]) -> LocalctxApp:
     app = pilot.app
     assert isinstance(app, LocalctxApp)
-    await until(pilot, lambda: app.session is not None)
+    await until(pilot, lambda: app.session is not None, steps=6000)  # a loaded box: 2 min
     return app
 
 
@@ -90,7 +90,7 @@ async def ask(pilot: Pilot[Any], text: str) -> None:
     prompt.load_text(text)
     prompt.focus()
     await pilot.press("enter")
-    await until(pilot, lambda: not app.generating)
+    await until(pilot, lambda: not app.generating, steps=6000)
     await app.workers.wait_for_complete()
     await pilot.pause()
 
