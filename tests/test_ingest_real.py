@@ -59,9 +59,14 @@ def test_planted_function_is_found_and_chunks_fit_real_tokens(tmp_path: Path, sm
 
 
 @pytest.fixture(scope="session")
-def rich_sdist(request: pytest.FixtureRequest) -> Path:
+def rich_sdist(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     qa = json.loads((DATA / "qa_rich.json").read_text())
-    cache = Path(request.config.cache.mkdir("localctx-sdists"))
+    config_cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    cache = (
+        Path(config_cache.mkdir("localctx-sdists"))
+        if config_cache is not None
+        else tmp_path_factory.mktemp("localctx-sdists")
+    )
     try:
         return fetch_sdist(qa["sdist"], qa["version"], cache)
     except (subprocess.CalledProcessError, StopIteration):
