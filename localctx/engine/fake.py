@@ -25,6 +25,7 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.positions import PositionMirror
 from localctx.errors import EngineFailed
 
 EOG = 256
@@ -45,7 +46,7 @@ class FakeEngine:
         self.replies: deque[str] = deque()
         self._can_shift = can_shift
         self._bytes_per_token = bytes_per_token
-        self._pos: list[int | None] = []
+        self._mirror = PositionMirror()
         self._last_prompt = ""
         self.closed = False
 
@@ -91,15 +92,15 @@ class FakeEngine:
     # decoding
     @property
     def n_past(self) -> int:
-        return len(self._pos)
+        return self._mirror.n_past
 
     @property
     def tokens(self) -> list[int]:
-        return [t for t in self._pos if t is not None]
+        return self._mirror.tokens
 
     @property
     def cells_used(self) -> int:
-        return sum(t is not None for t in self._pos)
+        return self._mirror.cells_used
 
     def decode(self, tokens: Sequence[int], *, make_room: MakeRoom | None = None) -> None:
         step = self.settings.n_batch
@@ -109,7 +110,7 @@ class FakeEngine:
                 make_room(len(chunk))
             if self.cells_used + len(chunk) > self.n_ctx:
                 raise EngineFailed("the KV cache is full")
-            self._pos.extend(chunk)
+            self._mirror.extend(chunk)
         self.stats.prefill_tokens = len(tokens)
         self.stats.prefill_seconds = max(len(tokens), 1) * 1e-5
         self._last_prompt = self.detokenize(self.tokens)
@@ -120,8 +121,8 @@ class FakeEngine:
 
     def last_logits(self) -> np.ndarray:
         logits = np.zeros(self.n_vocab, dtype=np.float32)
-        if self._pos and self._pos[-1] is not None:
-            logits[self._pos[-1]] = 1.0
+        if self._mirror.last is not None:
+            logits[self._mirror.last] = 1.0
         return logits
 
     def generate(
@@ -147,7 +148,7 @@ class FakeEngine:
             )
             if make_room:
                 make_room(1)
-            self._pos.append(token)
+            self._mirror.extend([token])
             self.stats.decode_tokens += 1
             self.stats.decode_seconds = time.perf_counter() - start
         if len(data) > sampling.max_tokens:
@@ -159,40 +160,23 @@ class FakeEngine:
 
     # KV operations
     def kv_remove(self, p0: int, p1: int) -> bool:
-        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
-        for p in range(max(p0, 0), end):
-            self._pos[p] = None
-        while self._pos and self._pos[-1] is None:
-            self._pos.pop()
+        self._mirror.remove(p0, p1)
         return True
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:
         if not self._can_shift:
             raise EngineFailed("this model's KV cache cannot be shifted")
-        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
-        moved = {
-            p + delta: self._pos[p] for p in range(max(p0, 0), end) if self._pos[p] is not None
-        }
-        for p in range(max(p0, 0), end):
-            self._pos[p] = None
-        for p, tok in moved.items():
-            if p >= len(self._pos):
-                self._pos.extend([None] * (p + 1 - len(self._pos)))
-            if p >= 0:
-                self._pos[p] = tok
-        while self._pos and self._pos[-1] is None:
-            self._pos.pop()
+        self._mirror.shift(p0, p1, delta)
 
     def kv_clear(self) -> None:
-        self._pos = []
+        self._mirror.reset()
 
     @property
     def can_shift(self) -> bool:
         return self._can_shift
 
     def pos_range(self) -> tuple[int, int]:
-        held = [p for p, t in enumerate(self._pos) if t is not None]
-        return (held[0], held[-1]) if held else (-1, -1)
+        return self._mirror.pos_range()
 
     def kv_allocation(self) -> KvAllocation:
         total = self.n_ctx * self._bytes_per_token
@@ -203,7 +187,7 @@ class FakeEngine:
         return bytes(self.tokens)
 
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
-        self._pos = list(tokens)
+        self._mirror.reset(tokens)
 
     def state_save(self, path: Path) -> int:
         data = bytes(t for t in self.tokens if t < EOG)
@@ -211,7 +195,7 @@ class FakeEngine:
         return len(data)
 
     def state_load(self, path: Path) -> list[int]:
-        self._pos = list(path.read_bytes())
+        self._mirror.reset(path.read_bytes())
         return self.tokens
 
     # lifetime

@@ -34,6 +34,7 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.positions import PositionMirror
 from localctx.errors import BadInput, ContextTooLarge, EngineFailed
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import GgufInfo, read_gguf
@@ -85,7 +86,7 @@ class LlamaEngine:
         self._model: Any = None
         self._ctx: Any = None
         self._batch: Any = None
-        self._pos: list[int | None] = []  # token held at each position of sequence 0
+        self._mirror = PositionMirror()  # which token each position of sequence 0 holds
         self._cancel_prefill = threading.Event()
         _init_backend()
         if settings.rpc_servers:  # registers the servers' devices; the load below uses them
@@ -203,15 +204,15 @@ class LlamaEngine:
     # ------------------------------------------------------------------ decoding
     @property
     def n_past(self) -> int:
-        return len(self._pos)
+        return self._mirror.n_past
 
     @property
     def tokens(self) -> list[int]:
-        return [t for t in self._pos if t is not None]
+        return self._mirror.tokens
 
     @property
     def cells_used(self) -> int:
-        return sum(t is not None for t in self._pos)
+        return self._mirror.cells_used
 
     def decode(self, tokens: Sequence[int], *, make_room: MakeRoom | None = None) -> None:
         """Append tokens at n_past in n_batch chunks; logits only for the last one."""
@@ -247,7 +248,7 @@ class LlamaEngine:
 
     def _decode_chunk(self, chunk: Sequence[int], *, all_logits: bool) -> None:
         batch = self._batch
-        pos0 = len(self._pos)
+        pos0 = self._mirror.n_past
         n = len(chunk)
         for j, tok in enumerate(chunk):
             batch.token[j] = tok
@@ -276,7 +277,7 @@ class LlamaEngine:
             )
         if rc != 0:
             raise EngineFailed(f"llama_decode failed with code {rc}")
-        self._pos.extend(chunk)
+        self._mirror.extend(chunk)
 
     def generate(
         self,
@@ -289,7 +290,7 @@ class LlamaEngine:
 
         Cancellation is checked before every sample, so it stops within one token.
         """
-        if not self._pos:
+        if not self._mirror.n_past:
             raise BadInput("nothing to continue from: decode a prompt first")
         sampler = self._sampler(sampling)
         stream = Utf8Stream()
@@ -338,11 +339,7 @@ class LlamaEngine:
         """Remove positions [p0, p1) (p1 < 0: to the end). Positions are not renumbered."""
         ok = bool(llama_cpp.llama_memory_seq_rm(self._mem, 0, p0, p1))
         if ok:
-            end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
-            for p in range(max(p0, 0), end):
-                self._pos[p] = None
-            while self._pos and self._pos[-1] is None:
-                self._pos.pop()
+            self._mirror.remove(p0, p1)
         return ok
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:
@@ -350,24 +347,11 @@ class LlamaEngine:
         if not self.can_shift:
             raise EngineFailed("this model's KV cache cannot be shifted (M-RoPE or recurrent)")
         llama_cpp.llama_memory_seq_add(self._mem, 0, p0, p1, delta)
-        end = len(self._pos) if p1 < 0 else min(p1, len(self._pos))
-        moved = {
-            p + delta: self._pos[p] for p in range(max(p0, 0), end) if self._pos[p] is not None
-        }
-        for p in range(max(p0, 0), end):
-            self._pos[p] = None
-        for p, tok in moved.items():
-            if p < 0:
-                continue
-            if p >= len(self._pos):
-                self._pos.extend([None] * (p + 1 - len(self._pos)))
-            self._pos[p] = tok
-        while self._pos and self._pos[-1] is None:
-            self._pos.pop()
+        self._mirror.shift(p0, p1, delta)
 
     def kv_clear(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
-        self._pos = []
+        self._mirror.reset()
 
     @property
     def can_shift(self) -> bool:
@@ -396,9 +380,9 @@ class LlamaEngine:
         if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), 0) == 0:
             self.kv_clear()
             raise EngineFailed("llama.cpp rejected the saved state (another model or settings?)")
-        self._pos = list(tokens)
+        self._mirror.reset(tokens)
         lo, hi = self.pos_range()
-        if hi + 1 != len(self._pos):
+        if hi + 1 != self._mirror.n_past:
             self.kv_clear()
             raise EngineFailed(f"saved state holds positions {lo}..{hi}, not {len(tokens)} tokens")
 
@@ -422,8 +406,8 @@ class LlamaEngine:
         if n == 0:
             self.kv_clear()
             raise EngineFailed(f"llama.cpp could not load the KV state in {path}")
-        self._pos = list(arr[: count.value])
-        return list(self._pos)
+        self._mirror.reset(arr[: count.value])
+        return self._mirror.tokens
 
     # ------------------------------------------------------------------ lifetime
     def backend_info(self) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""PositionMirror: which token each position of sequence 0 holds, kept beside the KV cache.
+
+llama.cpp does not tell which token a cell holds, and the KV policy needs the exact text it
+evicts. Every engine applies the same remove/shift arithmetic to this mirror that llama.cpp
+applies to its cells, so `tokens` and `n_past` always describe the cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class PositionMirror:
+    def __init__(self) -> None:
+        self._pos: list[int | None] = []
+
+    @property
+    def n_past(self) -> int:
+        """The next free position (pos_max + 1)."""
+        return len(self._pos)
+
+    @property
+    def tokens(self) -> list[int]:
+        return [t for t in self._pos if t is not None]
+
+    @property
+    def cells_used(self) -> int:
+        return sum(t is not None for t in self._pos)
+
+    @property
+    def last(self) -> int | None:
+        return self._pos[-1] if self._pos else None
+
+    def pos_range(self) -> tuple[int, int]:
+        held = [p for p, t in enumerate(self._pos) if t is not None]
+        return (held[0], held[-1]) if held else (-1, -1)
+
+    def extend(self, tokens: Iterable[int]) -> None:
+        self._pos.extend(tokens)
+
+    def reset(self, tokens: Iterable[int] = ()) -> None:
+        self._pos = list(tokens)
+
+    def remove(self, p0: int, p1: int) -> None:
+        """Forget positions [p0, p1) (p1 < 0: to the end); later positions keep their numbers."""
+        end = self._end(p1)
+        for p in range(max(p0, 0), end):
+            self._pos[p] = None
+        self._trim()
+
+    def shift(self, p0: int, p1: int, delta: int) -> None:
+        """Add delta to the positions in [p0, p1) (p1 < 0: to the end)."""
+        start, end = max(p0, 0), self._end(p1)
+        moved = {p + delta: self._pos[p] for p in range(start, end) if self._pos[p] is not None}
+        for p in range(start, end):
+            self._pos[p] = None
+        for p, token in moved.items():
+            if p < 0:
+                continue
+            if p >= len(self._pos):
+                self._pos.extend([None] * (p + 1 - len(self._pos)))
+            self._pos[p] = token
+        self._trim()
+
+    def _end(self, p1: int) -> int:
+        return len(self._pos) if p1 < 0 else min(p1, len(self._pos))
+
+    def _trim(self) -> None:
+        while self._pos and self._pos[-1] is None:
+            self._pos.pop()
