@@ -53,7 +53,6 @@ def test_bad_input_is_one_line() -> None:
 
 
 @pytest.mark.real
-@pytest.mark.slow
 def test_small_real_run_recalls_every_planted_fact(smollm_path: Path) -> None:
     run = run_needle(
         smollm_path, history=1024, window=256, n_facts=2, text=DATA.read_text(), summaries=0

@@ -117,7 +117,6 @@ print("done", flush=True)
 """
 
 
-@pytest.mark.slow
 def test_kill_9_during_summarization_loses_nothing_committed(
     smollm_path: Path, tmp_path: Path
 ) -> None:
