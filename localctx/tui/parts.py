@@ -114,6 +114,8 @@ def reload_settings(settings: ChatSettings, **changes: Any) -> ChatSettings:
         window=settings.window if keep_ctx else None,
         threads=current.n_threads if current else None,
         gpu_layers=current.n_gpu_layers if current else None,
+        force=current.force if current else False,
+        rpc=current.rpc_servers if current else None,  # /model and /kv keep the RPC servers
     )
     return replace(settings, engine=config.settings, model_name=model, window=config.window)
 
