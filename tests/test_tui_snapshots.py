@@ -21,6 +21,7 @@ from localctx.session import Eviction, Session
 from localctx.tui import ChatSettings, LocalctxApp, make_app
 from localctx.tui.screens.memory import MemoryScreen
 from localctx.tui.widgets.chat.prompt import PromptInput
+from localctx.tui.widgets.context.panel import ContextPanel
 
 READING = GaugeReading(
     taken_at=0.0,
@@ -108,12 +109,18 @@ async def settle(pilot: Pilot[Any]) -> None:
     app = pilot.app
     assert isinstance(app, LocalctxApp)
     for _ in range(200):
-        if app.session is not None and app.readings:
+        panels = app.screen.query(ContextPanel)
+        shown = all(panel.view.recalled for panel in panels)
+        if app.session is not None and app.readings and shown:
             break
         await pilot.pause(0.02)
     await app.workers.wait_for_complete()
     app.widget(PromptInput).cursor_blink = False
-    await pilot.pause()
+    # The context panel's height depends on how its text wraps: let the layout it triggers
+    # finish (on a busy machine one pause was not always enough).
+    for _ in range(3):
+        await pilot.wait_for_scheduled_animations()
+        await pilot.pause()
 
 
 def test_chat_screen(snap_compare: Any) -> None:
