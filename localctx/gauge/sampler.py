@@ -15,7 +15,6 @@ tok/s against 25.44 without (medians of 8 interleaved runs that themselves sprea
 from __future__ import annotations
 
 import os
-import re
 import threading
 import time
 from collections.abc import Iterable
@@ -25,14 +24,13 @@ from typing import Any, Protocol
 import psutil
 
 from localctx import paths
-from localctx.engine.base import Engine, KvAllocation
+from localctx.engine.base import Engine
 from localctx.errors import EngineFailed
 from localctx.gauge.reading import GaugeReading, KvReading, RamReading, UnifiedMemory
+from localctx.kv.allocation import cache_sizes
 from localctx.planner.devices import NvidiaGpus
 
 STORE_TTL = 2.0  # seconds a store-size scan stays fresh: files grow per turn, not per token
-_MIB = 1024 * 1024
-_CACHE_LINE = re.compile(r"size\s*=\s*([\d.]+) MiB \(\s*(\d+) cells")
 
 
 class WindowPolicy(Protocol):
@@ -154,18 +152,6 @@ class GaugeSampler:
                 sizes["total"] = sum(sizes.values())
                 self._stores, self._stores_at = sizes, now
             return dict(self._stores)
-
-
-def cache_sizes(alloc: KvAllocation) -> list[tuple[int, int]]:
-    """(bytes, cells) of each KV cache llama.cpp created (two for SWA models)."""
-    sizes = []
-    for line in alloc.lines:
-        m = _CACHE_LINE.search(line)
-        if m:
-            sizes.append((round(float(m.group(1)) * _MIB), int(m.group(2))))
-    if not sizes and alloc.cells:
-        sizes = [(alloc.total_bytes, max(alloc.cells))]
-    return sizes
 
 
 def used_bytes(caches: list[tuple[int, int]], cells_used: int) -> int:
