@@ -80,18 +80,9 @@ def run_config(
     return RunConfig(settings, window, reason)
 
 
-def engine_settings(
-    model: str | None = None,
-    kv: str | None = None,
-    n_ctx: int | None = None,
-    window: int | None = None,
-    force: bool = False,
-    threads: int | None = None,
-    gpu_layers: int | None = None,
-    rpc: str | None = None,
-) -> EngineSettings:
+def engine_settings(**options: object) -> EngineSettings:
     """The EngineSettings of `run_config` (callers that do not run a sink window)."""
-    return run_config(model, kv, n_ctx, window, force, threads, gpu_layers, rpc).settings
+    return run_config(**options).settings  # type: ignore[arg-type]
 
 
 def _usable_device() -> str:
