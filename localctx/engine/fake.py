@@ -25,13 +25,14 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.bytetokens import ByteTokens
 from localctx.engine.positions import PositionMirror
 from localctx.errors import EngineFailed
 
 EOG = 256
 
 
-class FakeEngine:
+class FakeEngine(ByteTokens):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -70,16 +71,7 @@ class FakeEngine:
     def chat_template_source(self) -> str:
         return "fake"
 
-    # text
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return bytes(t for t in tokens if t < EOG).decode("utf-8", errors="replace")
-
-    def token_piece(self, token: int) -> bytes:
-        return bytes([token]) if token < EOG else b""
-
+    # text (tokenize, detokenize, token_piece: ByteTokens)
     def format_chat(
         self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
     ) -> str:

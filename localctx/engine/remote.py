@@ -47,6 +47,7 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.bytetokens import ByteTokens
 from localctx.errors import BadInput, EngineFailed
 
 DEFAULT_CTX_TOKENS = 8192
@@ -132,7 +133,7 @@ def _clean(content: str) -> str:
     return content.replace(_RS, " ").replace(_US, " ")
 
 
-class RemoteEngine:
+class RemoteEngine(ByteTokens):
     """An Engine whose model runs behind an OpenAI-compatible URL. One caller at a time."""
 
     def __init__(
@@ -172,16 +173,7 @@ class RemoteEngine:
     def chat_template_source(self) -> str:
         return "remote server"
 
-    # ------------------------------------------------------------------ text
-    def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
-        return list(text.encode("utf-8"))
-
-    def detokenize(self, tokens: Sequence[int]) -> str:
-        return bytes(t for t in tokens if 0 <= t < 256).decode("utf-8", errors="replace")
-
-    def token_piece(self, token: int) -> bytes:
-        return bytes([token]) if 0 <= token < 256 else b""
-
+    # ------------------------------------------------------------------ text (bytes: ByteTokens)
     def format_chat(
         self, messages: Sequence[ChatMessage], *, add_generation_prompt: bool = True
     ) -> str:
