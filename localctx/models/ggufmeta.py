@@ -7,8 +7,10 @@ llama.cpp ever sees it (llama.cpp would abort or print pages of log).
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -19,6 +21,25 @@ GGUF_MAGIC = b"GGUF"
 # llama.cpp hard-codes the sliding-window layer pattern for some architectures when the GGUF
 # does not carry it: every n-th layer is global, the others use the window.
 _SWA_PATTERN_DEFAULTS = {"gemma2": 2, "gemma3": 6, "gemma3n": 5, "cohere2": 4, "llama4": 4}
+
+
+_LAYER = re.compile(r"^blk\.(\d+)\.")
+
+
+@dataclass(frozen=True)
+class TensorEntry:
+    """One tensor of the header's table (the planner splits weights by layer with these)."""
+
+    name: str
+    shape: tuple[int, ...]
+    n_bytes: int
+    offset: int  # from the start of the data section
+
+    @property
+    def layer(self) -> int | None:
+        """The repeating layer (block) this tensor belongs to; None for embeddings/output."""
+        m = _LAYER.match(self.name)
+        return int(m.group(1)) if m else None
 
 
 @dataclass(frozen=True)
@@ -48,10 +69,12 @@ class GgufInfo:
     has_chat_template: bool
     tensor_bytes: int
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
+    tensors: tuple[TensorEntry, ...] = field(repr=False, default=())
 
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("raw")
+        data.pop("tensors")
         return data
 
 
@@ -59,13 +82,21 @@ def read_gguf(path: str | Path) -> GgufInfo:
     """Parse and validate a GGUF file. Raises BadModelFile/ModelNotFound with one line.
 
     A streaming parse of the header, not `gguf.GGUFReader`: the reader materialises every
-    array (2.4 s for SmolLM2's 49K-token vocabulary here); this skips them in ~30 ms. Types
-    and block sizes still come from the `gguf` package.
+    array (2.4 s for SmolLM2's 49K-token vocabulary here); this seeks over them (80 ms for
+    Gemma-3's 262K-token vocabulary) and is cached per file version. Types and block sizes
+    still come from the `gguf` package. The tensor table is kept for the planner.
     """
     path = Path(path)
     if not path.is_file():
         raise ModelNotFound(f"model file not found: {path}")
-    size = path.stat().st_size
+    stat = path.stat()
+    # One parse per file version: ask/chat start reads the header in the run config, the
+    # planner and the engine; the file's size and mtime tell when it changed.
+    return _read_gguf(path, stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_gguf(path: Path, size: int, _mtime_ns: int) -> GgufInfo:
     try:
         with path.open("rb") as fh:
             raw, tensors, data_start = _parse(fh)
@@ -73,13 +104,13 @@ def read_gguf(path: str | Path) -> GgufInfo:
         raise BadModelFile(f"{path} is not a GGUF file ({exc})") from None
     except (struct.error, EOFError, ValueError, UnicodeDecodeError, MemoryError) as exc:
         raise BadModelFile(f"{path} is not a readable GGUF (truncated or corrupt): {exc}") from None
-    tensor_end = data_start + max((off + n for off, n in tensors), default=0)
+    tensor_end = data_start + max((t.offset + t.n_bytes for t in tensors), default=0)
     if tensor_end > size:
         raise BadModelFile(
             f"{path} is truncated: tensors end at byte {tensor_end:,} but the file has {size:,}"
         )
     vocab = raw.pop("\x00vocab_size", 0)
-    return _info(path, size, raw, sum(n for _, n in tensors), int(vocab))
+    return _info(path, size, raw, tuple(tensors), int(vocab))
 
 
 class _NotGguf(Exception):
@@ -119,6 +150,9 @@ def _value_of(fh: BinaryIO, vtype: int) -> Any:
         if count > _MAX_KEEP:
             if etype in _SCALARS:
                 fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
+            elif etype == 8:  # token lists: seek over each string, never decode it
+                for _ in range(count):
+                    fh.seek(_unpack(fh, "<Q"), 1)
             else:
                 for _ in range(count):
                     _value_of(fh, etype)
@@ -135,7 +169,7 @@ class _Skipped:
         return f"<array of {self.count}>"
 
 
-def _parse(fh: BinaryIO) -> tuple[dict[str, Any], list[tuple[int, int]], int]:
+def _parse(fh: BinaryIO) -> tuple[dict[str, Any], list[TensorEntry], int]:
     from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
 
     magic = fh.read(4)
@@ -154,21 +188,23 @@ def _parse(fh: BinaryIO) -> tuple[dict[str, Any], list[tuple[int, int]], int]:
         raw[key] = str(value) if isinstance(value, _Skipped) else value
     tensors = []
     for _ in range(n_tensors):
-        _string(fh)
+        name = _string(fh)
         n_dims = _unpack(fh, "<I")
-        dims = [_unpack(fh, "<Q") for _ in range(n_dims)]
+        dims = tuple(_unpack(fh, "<Q") for _ in range(n_dims))
         ggml_type, offset = _unpack(fh, "<I"), _unpack(fh, "<Q")
         block, type_bytes = GGML_QUANT_SIZES[GGMLQuantizationType(ggml_type)]
         n_elements = 1
         for d in dims:
             n_elements *= d
-        tensors.append((offset, n_elements // block * type_bytes))
+        tensors.append(TensorEntry(name, dims, n_elements // block * type_bytes, offset))
     align = int(raw.get("general.alignment", 32))
     here = fh.tell()
     return raw, tensors, here + (-here % align)
 
 
-def _info(path: Path, size: int, raw: dict[str, Any], tensor_bytes: int, vocab: int) -> GgufInfo:
+def _info(
+    path: Path, size: int, raw: dict[str, Any], tensors: tuple[TensorEntry, ...], vocab: int
+) -> GgufInfo:
     arch = raw.get("general.architecture")
     if not isinstance(arch, str):
         raise BadModelFile(f"{path}: missing metadata key general.architecture")
@@ -214,8 +250,9 @@ def _info(path: Path, size: int, raw: dict[str, Any], tensor_bytes: int, vocab: 
         file_type=_file_type(raw.get("general.file_type")),
         vocab_size=vocab,
         has_chat_template=isinstance(raw.get("tokenizer.chat_template"), str),
-        tensor_bytes=tensor_bytes,
+        tensor_bytes=sum(t.n_bytes for t in tensors),
         raw=raw,
+        tensors=tensors,
     )
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from localctx.errors import BadModelFile
-from localctx.models.ggufmeta import GgufInfo, read_gguf
-from localctx.planner.tensors import TensorEntry, read_tensor_table
+from localctx.models.ggufmeta import GgufInfo, TensorEntry, read_gguf
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class ModelShape:
 def load_shape(path: str | Path) -> ModelShape:
     """Read and validate a GGUF's header into a ModelShape (BadModelFile names a missing key)."""
     info = read_gguf(path)
-    return shape_from(info, read_tensor_table(path))
+    return shape_from(info, list(info.tensors))
 
 
 def shape_from(info: GgufInfo, tensors: list[TensorEntry]) -> ModelShape:
