@@ -24,6 +24,9 @@ def _isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home = tmp_path / "localctx-home"
     monkeypatch.setenv("LOCALCTX_HOME", str(home))
     monkeypatch.setenv("LOCALCTX_MODELS", str(_REAL_MODELS_DIR))
+    # SmolLM2-135M is the fast model of most real-model tests (the product's default is the
+    # 0.5B code model, ~4x slower here); tests of the default itself unset this.
+    monkeypatch.setenv("LOCALCTX_MODEL", "smollm2-135m")
     monkeypatch.delenv("LOCALCTX_DEBUG", raising=False)
     return home
 
@@ -44,6 +47,16 @@ def smollm_path() -> Path:
 @pytest.fixture(scope="session")
 def gemma_path() -> Path:
     return _model("gemma3-270m")
+
+
+@pytest.fixture(scope="session")
+def qwen05_path() -> Path:
+    return _model("qwen2.5-coder-0.5b")
+
+
+@pytest.fixture(scope="session")
+def qwen15_path() -> Path:
+    return _model("qwen2.5-coder-1.5b")
 
 
 @pytest.fixture

@@ -39,7 +39,10 @@ def test_help_lists_every_command() -> None:
 def test_models_list_json() -> None:
     data = json.loads(run("models", "list", "--json").stdout)
     names = {m["name"]: m for m in data["models"]}
-    assert names["smollm2-135m"]["installed"] and names["smollm2-135m"]["default"]
+    # The catalogue's default is the code model (the tests' LOCALCTX_MODEL picks SmolLM2).
+    default = names["qwen2.5-coder-0.5b"]
+    assert default["installed"] and default["default"]
+    assert names["smollm2-135m"]["installed"] and not names["smollm2-135m"]["default"]
 
 
 def test_models_info_gemma_json() -> None:

