@@ -16,6 +16,7 @@ old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 from __future__ import annotations
 
 import contextlib
+import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -55,6 +56,12 @@ def _cut_index(stops: tuple[str, ...], pieces: list[str]) -> int:
         if length > at:
             return i
     return len(pieces)
+
+
+def _fresh_name(prefix: str) -> str:
+    """A collision-free session name: the time, for people, and random bits, for processes
+    started in the same second."""
+    return f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
 def _note_owner(core_id: int) -> int:
@@ -102,6 +109,8 @@ class Session:
         policy_factory: Callable[..., Any] | None = None,
         summarize_per_turn: int = 2,
         owns_repo: bool = False,
+        recall_all: bool = False,
+        ephemeral: bool = False,
     ) -> None:
         self.engine = engine
         self.system_prompt = system_prompt
@@ -127,6 +136,11 @@ class Session:
         # plus up to 64 decoded tokens, ~3 s each with SmolLM2-135M on 2 cores); the rest wait
         # for `summarize_pending()` between turns (the UI's worker, `ask` after answering).
         self.summarize_per_turn = summarize_per_turn
+        # Recall searches this session's own messages and segments (and the repository);
+        # every session's only when asked (`--recall all`, the TUI's toggle).
+        self.recall_all = recall_all
+        # An ephemeral session (`ask` without --session) answers and leaves nothing behind.
+        self.ephemeral = ephemeral
         self._owns_repo = owns_repo
         self._policy_factory = policy_factory or make_policy
         self._sid = 0
@@ -166,7 +180,7 @@ class Session:
             repo = attach(repo, token_counter=lambda text: len(engine.tokenize(text)))
             options.setdefault("owns_repo", True)
         store = RecallStore()
-        session_name = name or time.strftime("session-%Y%m%d-%H%M%S")
+        session_name = name or _fresh_name("ask" if options.get("ephemeral") else "session")
         return cls(
             engine,
             system_prompt,
@@ -288,7 +302,9 @@ class Session:
         loaded model, updating running summaries. Call between turns; returns how many."""
         if self.store is None:
             return 0
-        pending = self.store.pending_segments(max_segments)
+        if self.ephemeral:
+            return 0  # its segments are deleted with it
+        pending = self.store.pending_segments(max_segments, session_id=self._sid)
         if not pending:
             return 0
         try:
@@ -338,7 +354,11 @@ class Session:
         """Save the whole context as a KV snapshot for `--session` resume, then release the
         stores this session opened. Never raises: a failed snapshot is a notice."""
         try:
-            self._save_snapshot()
+            if self.ephemeral:
+                if self.store is not None:
+                    self.store.delete_session(self._sid)
+            else:
+                self._save_snapshot()
         finally:
             if self._owns_repo and self.repo is not None:
                 self.repo.store.close()
@@ -498,6 +518,7 @@ class Session:
             exclude=exclude,
             archival=archival,
             repo=getattr(self.repo, "repo", None),
+            session_id=None if self.recall_all else self._sid,
             max_chars=max(160, min(600, self.recall_budget * 2)),  # ~3-4 chars per token
         )
         return retrieval.select_within_budget(candidates, self.recall_budget, self._count)

@@ -9,9 +9,8 @@ import click
 from localctx.cli.common import emit_json, engine_options, json_option
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import open_remote
-from localctx.gauge import GaugeSampler
+from localctx.oneshot import answer_once
 from localctx.runconfig import run_config
-from localctx.session import Session
 
 
 @click.command()
@@ -20,7 +19,19 @@ from localctx.session import Session
 @click.option("--max-tokens", type=int, default=512, show_default=True)
 @click.option("--temperature", type=float, default=0.0, show_default=True, help="0 = greedy.")
 @click.option("--seed", type=int, default=0)
-@click.option("--session", "session_name", default=None, help="Resume or name a session.")
+@click.option(
+    "--session",
+    "session_name",
+    default=None,
+    help="Resume or name a session (without one, nothing of the conversation is kept).",
+)
+@click.option(
+    "--recall",
+    type=click.Choice(["session", "all"]),
+    default="session",
+    show_default=True,
+    help="Recall from this session's memory only, or from every session's.",
+)
 @click.option(
     "--remote",
     default=None,
@@ -40,6 +51,7 @@ def ask(
     temperature: float,
     seed: int,
     session_name: str | None,
+    recall: str,
     repo: str | None,
     remote: str | None,
     as_json: bool,
@@ -55,17 +67,21 @@ def ask(
         # remote server owns its cache, so there only --window applies.
         window = config.window if config else engine_opts.get("window")
         window = window if isinstance(window, int) else None
-        session = Session.open(engine, name=session_name, window=window, repo=repo)
         echo = None if as_json else _stream_out
-        try:
-            result = session.ask(question, sampling, on_text=echo)
-            session.summarize_pending()  # after the answer is out: never while streaming
-            policy = getattr(session, "policy", None)
-            reading = GaugeSampler(engine, policy).sample() if as_json else None
-        finally:
-            session.close()
-        for notice in session.notices:
+        done = answer_once(
+            engine,
+            question,
+            sampling,
+            repo=repo,
+            session_name=session_name,
+            window=window,
+            recall_all=recall == "all",
+            on_text=echo,
+            gauge=as_json,
+        )
+        for notice in done.notices:
             click.echo(f"localctx: {notice}", err=True)
+        result = done.result
         if as_json:
             emit_json(
                 {
@@ -76,13 +92,24 @@ def ask(
                     "completion_tokens": result.completion_tokens,
                     "prefill_tps": round(result.prefill_tps, 2),
                     "decode_tps": round(result.decode_tps, 2),
+                    "first_token_seconds": (
+                        round(done.first_token_seconds, 3)
+                        if done.first_token_seconds is not None
+                        else None
+                    ),
                     "stop_reason": result.stop_reason,
                     "n_ctx": engine.n_ctx,
                     "type_k": settings.type_k,
                     "type_v": settings.type_v,
-                    "session": session.name,
+                    "session": session_name,
+                    "recall": recall,
+                    "sources": [
+                        item.to_json() | {"citation": item.citation}
+                        for item in result.recalled
+                        if item.source == "archival"
+                    ],
                     "recalled": [item.to_json() for item in result.recalled],
-                    "gauge": reading.to_json() if reading else None,
+                    "gauge": done.gauge.to_json() if done.gauge else None,
                 }
             )
         else:

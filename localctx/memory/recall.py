@@ -14,12 +14,12 @@ import json
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from localctx.errors import BadInput
 from localctx.memory import db
-from localctx.memory.fts import match_expression
+from localctx.memory.fts import match_expression, query_terms, term_presence, weighted_coverage
 from localctx.memory.schema import MIGRATIONS
 
 KINDS = {"m": "message", "s": "segment", "c": "core"}
@@ -34,6 +34,7 @@ class RecallHit:
     summary: str  # the segment's summary ("" for other kinds or while pending)
     score: float  # BM25, higher is better
     session: str | None = None
+    coverage: float = 1.0  # IDF-weighted share of the query's terms the row holds (0..1)
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,12 @@ class RecallStore:
         with self._lock:
             self._conn.close()
 
+    def __enter__(self) -> RecallStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # ------------------------------------------------------------------ sessions
     def session_id(self, name: str, *, model: str = "") -> int:
         """The id of session `name`, created on first use."""
@@ -89,6 +96,29 @@ class RecallStore:
         with self._lock:
             row = self._conn.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone()
             return row is not None
+
+    def delete_session(self, session_id: int) -> None:
+        """Remove a session and everything it stored (an ephemeral `ask` leaves nothing)."""
+        with self._lock, self._conn:
+            c = self._conn
+            for kind, table in (("message", "messages"), ("segment", "segments")):
+                ids = [
+                    int(r[0])
+                    for r in c.execute(
+                        f"SELECT id FROM {table} WHERE session_id = ?", (session_id,)
+                    )
+                ]
+                c.executemany(
+                    "DELETE FROM recall_fts WHERE rowid = ?", [(_fts_rowid(kind, i),) for i in ids]
+                )
+            c.execute(
+                "DELETE FROM segment_messages WHERE segment_id IN"
+                " (SELECT id FROM segments WHERE session_id = ?)",
+                (session_id,),
+            )
+            c.execute("DELETE FROM segments WHERE session_id = ?", (session_id,))
+            c.execute("DELETE FROM messages WHERE session_id = ?", (session_id,))
+            c.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def running_summary(self, session_id: int) -> str:
         with self._lock:
@@ -172,13 +202,18 @@ class RecallStore:
             self._index("segment", sid, text)
             return sid
 
-    def pending_segments(self, limit: int | None = None) -> list[PendingSegment]:
-        """Segments still waiting for a summary, oldest first (from this run or a crashed one)."""
+    def pending_segments(
+        self, limit: int | None = None, *, session_id: int | None = None
+    ) -> list[PendingSegment]:
+        """Segments still waiting for a summary, oldest first (from this run or a crashed one);
+        `session_id` keeps to one session (a session summarizes only its own)."""
+        scope = "" if session_id is None else " AND session_id = ?"
+        args: tuple[int, ...] = () if session_id is None else (session_id,)
         with self._lock:
             rows = self._conn.execute(
                 "SELECT id, session_id, text FROM segments WHERE summary_status = 'pending'"
-                " ORDER BY id LIMIT ?",
-                (-1 if limit is None else limit,),
+                f"{scope} ORDER BY id LIMIT ?",
+                (*args, -1 if limit is None else limit),
             ).fetchall()
             return [PendingSegment(int(r[0]), int(r[1]), str(r[2])) for r in rows]
 
@@ -228,21 +263,52 @@ class RecallStore:
 
     # ------------------------------------------------------------------ search
     def search(
-        self, query: str, k: int = 8, *, kinds: Iterable[str] = ("message", "segment", "core")
+        self,
+        query: str,
+        k: int = 8,
+        *,
+        kinds: Iterable[str] = ("message", "segment", "core"),
+        session_id: int | None = None,
     ) -> list[RecallHit]:
-        """BM25 over every kind; user text is made safe by `match_expression` (never raises)."""
+        """BM25 over every kind; user text is made safe by `match_expression` (never raises).
+
+        `session_id` keeps messages and segments to that session (core memory is global);
+        None searches every session.
+        """
         expr = match_expression(query)
         if expr is None or k <= 0:
             return []
         wanted = tuple(kinds)
         marks = ",".join("?" * len(wanted))
+        scope, params = "", [expr, *wanted]
+        if session_id is not None:
+            # Only the rows of kind message/segment need the join; BM25's statistics stay
+            # those of the whole index, which only matters for ranking within one query.
+            scope = (
+                " AND (kind = 'core'"
+                " OR (kind = 'message' AND ref_id IN"
+                " (SELECT id FROM messages WHERE session_id = ?))"
+                " OR (kind = 'segment' AND ref_id IN"
+                " (SELECT id FROM segments WHERE session_id = ?)))"
+            )
+            params += [session_id, session_id]
         with self._lock:
             rows = self._conn.execute(
-                "SELECT kind, ref_id, bm25(recall_fts) AS rank FROM recall_fts"
-                f" WHERE recall_fts MATCH ? AND kind IN ({marks}) ORDER BY rank LIMIT ?",
-                (expr, *wanted, k),
+                "SELECT kind, ref_id, bm25(recall_fts) AS rank, rowid FROM recall_fts"
+                f" WHERE recall_fts MATCH ? AND kind IN ({marks}){scope} ORDER BY rank LIMIT ?",
+                (*params, k),
             ).fetchall()
-            return [h for r in rows if (h := self._hit(str(r[0]), int(r[1]), -float(r[2])))]
+            terms = query_terms(query)
+            df, present, n_docs = term_presence(
+                self._conn, "recall_fts", terms, [int(r[3]) for r in rows]
+            )
+            hits = []
+            for r in rows:
+                hit = self._hit(str(r[0]), int(r[1]), -float(r[2]))
+                if hit is not None:
+                    cover = weighted_coverage(terms, present[int(r[3])], df, n_docs)
+                    hits.append(replace(hit, coverage=round(cover, 4)))
+            return hits
 
     def get(self, item_id: str) -> RecallHit | None:
         parsed = parse_id(item_id)

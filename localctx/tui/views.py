@@ -144,7 +144,7 @@ _KINDS = {"m": "message", "s": "segment", "c": "core"}
 def source_label(item: Any) -> str:
     """Where a remembered text came from: "src/app.py:10-42 · main", "segment s3 · demo"."""
     path = _get(item, "path")
-    if path is not None:
+    if path:
         start, end = _get(item, "start_line"), _get(item, "end_line")
         label = f"{path}:{start}-{end}" if start is not None else str(path)
         symbol = _get(item, "symbol")

@@ -1,0 +1,78 @@
+"""One question answered through a session: what `localctx ask` runs and `bench qa` measures.
+
+Both go through this function so the benchmark measures the path users run: open the session
+(attaching and, on first use, ingesting the repository), answer with recall, summarize this
+session's evicted segments after the answer is out (never while it streams), close (snapshot
+for a named session). Without a name the session is ephemeral: it answers from the
+repository and core memory and leaves no conversation behind.
+
+Must not: print or parse arguments (the CLI does), or import llama_cpp / textual.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from localctx.engine.base import Engine, Sampling
+from localctx.gauge import GaugeReading, GaugeSampler
+from localctx.session import Session, TurnResult
+
+ASK_SUMMARY_BOUND = 4  # segments `ask` summarizes before exiting; the rest wait for the next run
+
+
+@dataclass
+class Answered:
+    result: TurnResult
+    session: str
+    seconds: float  # the whole call: open, answer, summaries, close
+    first_token_seconds: float | None  # user message to first answer text (None: no text)
+    notices: list[str] = field(default_factory=list)
+    gauge: GaugeReading | None = None  # the final reading, when asked for
+
+
+def answer_once(
+    engine: Engine,
+    question: str,
+    sampling: Sampling,
+    *,
+    repo: str | Path | None = None,
+    session_name: str | None = None,
+    window: int | None = None,
+    recall_all: bool = False,
+    on_text: Callable[[str], None] | None = None,
+    summarize: int | None = ASK_SUMMARY_BOUND,
+    gauge: bool = False,
+) -> Answered:
+    """Answer `question` as `localctx ask` does; `summarize` bounds the summaries written."""
+    t0 = time.perf_counter()
+    first: list[float] = []
+
+    def text_out(text: str) -> None:
+        if not first:
+            first.append(time.perf_counter())
+        if on_text is not None:
+            on_text(text)
+
+    session = Session.open(
+        engine,
+        name=session_name,
+        window=window,
+        repo=repo,
+        recall_all=recall_all,
+        ephemeral=session_name is None,
+    )
+    try:
+        started = time.perf_counter()
+        result = session.ask(question, sampling, on_text=text_out)
+        if summarize:
+            session.summarize_pending(summarize)
+        reading = GaugeSampler(engine, session.policy).sample() if gauge else None
+    finally:
+        session.close()
+    ttft = first[0] - started if first else None
+    return Answered(
+        result, session.name or "", time.perf_counter() - t0, ttft, session.notices, reading
+    )
