@@ -32,6 +32,13 @@ def models_dir() -> Path:
     return _ensure(Path(platformdirs.user_cache_dir(APP)) / "models")
 
 
+def cache_dir() -> Path:
+    """Re-creatable downloads (benchmark subjects such as sdists); beside the models."""
+    if os.environ.get("LOCALCTX_HOME"):
+        return _ensure(home() / "cache")
+    return _ensure(Path(platformdirs.user_cache_dir(APP)))
+
+
 def db_dir() -> Path:
     """SQLite stores, one file per store."""
     return _ensure(home() / "db")

@@ -1,7 +1,7 @@
 """Ingest benchmark: files/s of a first ingest, the re-ingest speedup, and QA recall@5.
 
 The subject is a real repository (an sdist from PyPI, unpacked); the QA set is a JSON file of
-questions, each with the (file, symbol) pairs that answer it (tests/data/qa_rich.json). Each
+questions, each with the file and lines that answer it (tests/data/qa_rich.json). Each
 run uses a fresh store in a temporary directory so the first ingest really is the first.
 Figures are measured, never asserted: on a shared 2-core machine they move with the load, so
 the speedup is a ratio of two runs taken back to back and CPU seconds are reported beside wall.
@@ -9,61 +9,16 @@ the speedup is a ratio of two runs taken back to back and CPU seconds are report
 
 from __future__ import annotations
 
-import json
 import resource
-import subprocess
-import sys
-import tarfile
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from localctx.bench.qaset import load_qa
+from localctx.bench.retrieval import evaluate
 from localctx.engine.base import Engine
 from localctx.ingest import ingest_repo
-from localctx.memory.archival import ArchivalHit, ArchivalStore
-
-
-@dataclass(frozen=True)
-class QaResult:
-    questions: int
-    found: int
-    recall: float
-    misses: list[dict[str, object]]
-
-
-def fetch_sdist(name: str, version: str, cache: Path) -> Path:
-    """Download (pip, no dependencies, source only) and unpack an sdist once; its root dir."""
-    root = cache / f"{name}-{version}"
-    if root.is_dir():
-        return root
-    cache.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
-         f"{name}=={version}", "-d", str(cache)],
-        check=True,
-    )  # fmt: skip
-    archive = next(cache.glob(f"{name}-{version}.tar.gz"))
-    with tarfile.open(archive) as tar:
-        tar.extractall(cache, filter="data")
-    return root
-
-
-def hit_matches(hit: ArchivalHit, path: str, symbol: str) -> bool:
-    """A chunk answers (path, symbol) if it is that definition or a part of it."""
-    return hit.path == path and (hit.symbol == symbol or hit.symbol.startswith(symbol + "."))
-
-
-def qa_recall(store: ArchivalStore, repo: str, qa_path: Path, k: int = 5) -> QaResult:
-    questions = json.loads(qa_path.read_text())["questions"]
-    found, misses = 0, []
-    for item in questions:
-        hits = store.search(item["q"], k, repo=repo)
-        if any(hit_matches(h, p, s) for h in hits for p, s in item["targets"]):
-            found += 1
-        else:
-            misses.append({"q": item["q"], "got": [f"{h.path}:{h.symbol}" for h in hits]})
-    return QaResult(len(questions), found, found / max(1, len(questions)), misses)
+from localctx.memory.archival import ArchivalStore
 
 
 def _cpu_seconds() -> float:
@@ -102,9 +57,12 @@ def ingest_benchmark(
                 "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             }
             if qa_path is not None:
-                qa = qa_recall(store, first.repo, qa_path)
+                qa = evaluate(load_qa(qa_path), lambda q, k: store.search(q, k, repo=first.repo))
                 result.update(
-                    qa_questions=qa.questions, recall_at_5=round(qa.recall, 3), qa_misses=qa.misses
+                    qa_questions=qa.questions,
+                    recall_at_5=qa.span["5"],
+                    symbol_recall_at_5=qa.symbol_at_5,
+                    qa_misses=qa.misses,
                 )
             return result
         finally:

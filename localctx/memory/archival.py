@@ -145,7 +145,9 @@ class ArchivalStore:
 
     # --- search -----------------------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, repo: str | None = None) -> list[ArchivalHit]:
+    def search(
+        self, query: str, k: int = 5, repo: str | None = None, variant: str = "default"
+    ) -> list[ArchivalHit]:
         """The `k` best chunks for a free-text query; FTS5 syntax in it never raises.
 
         BM25 (path and symbol weighted) picks candidates, at most one per (path, symbol) so
