@@ -6,8 +6,10 @@ real session and sink window — so every fact leaves the cache as an EvictedSeg
 the recall store exactly as in a chat — then one question per fact is asked.
 
 Reported per run: recall hit rate (the fact's value is in the recalled region of that turn),
-answer accuracy (the value appears in the model's answer), seconds per question turn, bytes on
-disk of the stores. Retrieval runs on the verbatim recall store; summarizing every segment with
+answer accuracy (the value appears in the model's answer), seconds per question turn, the
+first-token time of each question (from the user's message, through recall and prefill, to
+the first answer text: it must not grow with the history behind it), bytes on disk of the
+stores. Retrieval runs on the verbatim recall store; summarizing every segment with
 the model would cost seconds each on a CPU (a 4K history evicts ~30 segments), so the run
 summarizes at most `summaries` segments and reports their cost separately.
 
@@ -17,6 +19,7 @@ Must not: write to the user's stores (everything lives in a temporary directory)
 from __future__ import annotations
 
 import random
+import statistics
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -86,6 +89,7 @@ class NeedleRun:
     recall_hit_rate: float
     answer_accuracy: float
     seconds_per_turn: float
+    first_token_p50: float | None  # the user's message to the first answer text, median
     store_bytes: int
     min_windows_out: float  # the shallowest fact's distance from the question, in windows
     evictions: int
@@ -163,10 +167,19 @@ def run_needle(
         per_summary = (time.perf_counter() - start) / summarized if summarized else 0.0
         answers = []
         turn_seconds = []
+        first_token: list[float] = []
         for fact in facts:
             start = time.perf_counter()
-            result = session.ask(fact.question, ANSWER)
+            seen: list[float] = []
+
+            def mark(_text: str, seen: list[float] = seen) -> None:
+                if not seen:
+                    seen.append(time.perf_counter())
+
+            result = session.ask(fact.question, ANSWER, on_text=mark)
             turn_seconds.append(time.perf_counter() - start)
+            if seen:
+                first_token.append(seen[0] - start)
             recalled = " ".join(item.text for item in result.recalled)
             answers.append(
                 {
@@ -176,6 +189,7 @@ def run_needle(
                     "recalled": fact.value in recalled,
                     "correct": fact.value in result.answer,
                     "answer": result.answer[:120],
+                    "first_token_seconds": round(seen[0] - start, 3) if seen else None,
                 }
             )
         evictions = session.eviction_count
@@ -190,6 +204,7 @@ def run_needle(
         recall_hit_rate=round(sum(a["recalled"] for a in answers) / n, 3),
         answer_accuracy=round(sum(a["correct"] for a in answers) / n, 3),
         seconds_per_turn=round(sum(turn_seconds) / n, 3),
+        first_token_p50=round(statistics.median(first_token), 3) if first_token else None,
         store_bytes=store_bytes,
         min_windows_out=round((history - max(f.depth for f in facts)) / window, 2),
         evictions=evictions,

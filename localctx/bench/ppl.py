@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from localctx.bench.texts import default_prose
 from localctx.engine import EngineSettings, load_engine
 from localctx.engine.base import Engine
 from localctx.errors import BadInput
@@ -25,14 +26,11 @@ from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import read_gguf
 
 DEFAULT_CHUNK = 64  # tokens per decode: small enough to evict in step with the text
-SHARED_TEXT = "devils-dictionary.txt"  # ~95K tokens of public-domain prose (../shared/data)
 
 
 def default_text_path() -> Path | None:
-    """../shared/data/devils-dictionary.txt beside the repository, when it is there."""
-    repo = Path(__file__).resolve().parents[2]
-    path = repo.parent / "shared" / "data" / SHARED_TEXT
-    return path if path.is_file() else None
+    """The prose shipped in the repository (localctx.bench.texts)."""
+    return default_prose()
 
 
 @dataclass(frozen=True)

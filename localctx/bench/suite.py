@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from localctx.bench import raw
+from localctx.bench.texts import default_prose
 from localctx.engine import EngineSettings, load_engine
 from localctx.errors import BadInput
 from localctx.models.catalogue import Catalogue, resolve_model
@@ -38,7 +39,6 @@ Progress = Callable[[str], None]
 HEADLINE_CTX = 4096  # prefill_ratio, decode_ratio and warm_speedup are read at this context
 DEFAULT_MODEL = "smollm2-135m"
 LONG_MODEL = "gemma3-270m"  # 32K-trained: the only embedded model that can run 16K
-TEXT_CANDIDATES = ("devils-dictionary.txt", "kjv-bible.txt")
 
 
 @dataclass(frozen=True)
@@ -77,12 +77,8 @@ def plan_speed_runs(*, quick: bool, model: str | None, trained: dict[str, int]) 
 
 
 def default_text_path(repo_root: Path) -> Path | None:
-    """../shared/data/ beside the checkout, where the long public-domain prose lives."""
-    for name in TEXT_CANDIDATES:
-        candidate = repo_root.parent / "shared" / "data" / name
-        if candidate.is_file():
-            return candidate
-    return None
+    """The prose shipped in the repository (localctx.bench.texts); `repo_root` is unused."""
+    return default_prose()
 
 
 def run_suite(

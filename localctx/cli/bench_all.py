@@ -33,7 +33,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
     "text_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="Prose to build prompts from (default: ../shared/data/devils-dictionary.txt).",
+    help="Prose to build prompts from (default: tests/data/devils-dictionary-excerpt.txt).",
 )
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all).")
 @json_option

@@ -17,14 +17,14 @@ _text_option = click.option(
     "text_path",
     type=click.Path(path_type=Path, dir_okay=False),
     default=None,
-    help="Prose to read (default: ../shared/data/devils-dictionary.txt beside the repo).",
+    help="Prose to read (default: tests/data/devils-dictionary-excerpt.txt).",
 )
 
 
 def _text(path: Path | None) -> tuple[str, Path]:
     path = path or default_text_path()
     if path is None:
-        raise BadInput("give --text FILE (the default prose ../shared/data/ is not here)")
+        raise BadInput("give --text FILE (the shipped prose tests/data/ is not here)")
     return read_text(path), path
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 
 import click
 
+from localctx.bench.texts import DEFAULT_PROSE
 from localctx.cli.common import emit_json, json_option
 from localctx.errors import BadInput
 from localctx.models.catalogue import resolve_model
 
-DEFAULT_TEXT = (
-    Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "devils-dictionary.txt"
-)
+DEFAULT_TEXT = DEFAULT_PROSE
 
 
 @click.command()
