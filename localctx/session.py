@@ -361,7 +361,7 @@ class Session:
                 self._save_snapshot()
         finally:
             if self._owns_repo and self.repo is not None:
-                self.repo.store.close()
+                self.repo.close()
                 self._owns_repo = False
 
     def _save_snapshot(self) -> None:
@@ -511,13 +511,11 @@ class Session:
         held = self._ledger.owners_in_cache(self.engine.cells_used)
         exclude = {f"m{m}" for m in held if m > 0 and m not in self._evicted_message_ids}
         exclude |= {f"m{m}" for m in self.store.covered_message_ids(self._sid)}
-        archival = getattr(self.repo, "store", None)
         candidates = retrieval.gather(
             query,
             self.store,
             exclude=exclude,
-            archival=archival,
-            repo=getattr(self.repo, "repo", None),
+            archival=self.repo,
             session_id=None if self.recall_all else self._sid,
             max_chars=max(160, min(600, self.recall_budget * 2)),  # ~3-4 chars per token
         )

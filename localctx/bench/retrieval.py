@@ -21,7 +21,9 @@ from typing import Any
 from localctx import paths
 from localctx.bench.qaset import QaSet, fetch_sdist, finds, first_rank, load_qa, names
 from localctx.ingest import ingest_repo
+from localctx.ingest.dense_pass import open_code_search
 from localctx.memory.archival import ArchivalHit, ArchivalStore
+from localctx.memory.code_search import VARIANTS
 
 KS = (1, 5, 10)
 Search = Callable[[str, int], Sequence[ArchivalHit]]
@@ -115,22 +117,33 @@ def subject_root(qa: QaSet, repo: Path | None = None, cache: Path | None = None)
 
 
 def run_retrieval(
-    qa_path: Path, *, repo: Path | None = None, variants: Sequence[str] = ("default",)
+    qa_path: Path,
+    *,
+    repo: Path | None = None,
+    variants: Sequence[str] = VARIANTS,
+    dense: str = "on",
+    threads: int | None = None,
 ) -> dict[str, Any]:
-    """Ingest the set's repository into a fresh store and evaluate each ranking variant."""
+    """Ingest the set's repository into a fresh store (lexical, then the dense pass) and
+    evaluate each ranking variant; the costs of both passes are reported."""
     qa = load_qa(qa_path)
     root = subject_root(qa, repo)
     with tempfile.TemporaryDirectory(prefix="localctx-retrieval-") as tmp:
         store = ArchivalStore.open(Path(tmp) / "archival.sqlite3")
+        outcome = None
         try:
             report = ingest_repo(root, store)
+            outcome = open_code_search(store, report.repo, dense=dense, threads=threads)
+            code = outcome.search
+            wanted = [v for v in variants if code.has_dense or v == "lexical"]
             results = []
-            for variant in variants:
+            for variant in wanted:
 
                 def search(query: str, k: int, variant: str = variant) -> list[ArchivalHit]:
-                    return store.search(query, k, repo=report.repo, variant=variant)
+                    return code.search(query, k, variant)
 
                 results.append(evaluate(qa, search, variant).to_json())
+            dense_report = outcome.report
             return {
                 "qa": qa.name,
                 "tuning": qa.tuning,
@@ -138,7 +151,15 @@ def run_retrieval(
                 "files": report.files_indexed,
                 "chunks": report.chunks,
                 "ingest_seconds": round(report.seconds, 2),
+                "dense_seconds": round(dense_report.seconds, 2) if dense_report else None,
+                "dense_chunks_per_second": (
+                    round(dense_report.chunks_per_second, 1) if dense_report else None
+                ),
+                "vector_bytes": code.dense.size * 768 if code.dense else 0,
+                "notices": outcome.notices,
                 "results": results,
             }
         finally:
+            if outcome is not None and outcome.embedder is not None:
+                outcome.embedder.close()  # type: ignore[attr-defined]
             store.close()

@@ -32,7 +32,12 @@ from localctx.cli.common import emit_json, json_option
 )
 @json_option
 def bench_retrieval(
-    qa_files: tuple[str, ...], repo: str | None, variants: tuple[str, ...], as_json: bool
+    qa_files: tuple[str, ...],
+    repo: str | None,
+    variants: tuple[str, ...],
+    dense: bool,
+    threads: int | None,
+    as_json: bool,
 ) -> None:
     """Span and path recall@1/5/10, MRR and latency of repository search, per QA set."""
     from localctx.bench.qa import QA_DIR
@@ -48,7 +53,11 @@ def bench_retrieval(
     reports = []
     for path in sets:
         report = run_retrieval(
-            path, repo=Path(repo) if repo else None, variants=variants or ("default",)
+            path,
+            repo=Path(repo) if repo else None,
+            variants=variants or ("lexical", "dense", "fused"),
+            dense="on" if dense else "off",
+            threads=threads,
         )
         reports.append(report)
         if not as_json:

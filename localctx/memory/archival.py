@@ -18,14 +18,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+
 from localctx.memory.archival_query import (
     camel_parts,
     coverage,
     fts_query,
     path_prior,
+    query_terms,
     query_words,
 )
 from localctx.memory.db import Migration, connect, store_path
+from localctx.memory.dense import DenseIndex, dense_key, embed_view, from_blobs
+from localctx.memory.fts import term_presence, weighted_coverage
 
 # bm25() column weights: path, symbol, body, camelCase parts.
 WEIGHTS = (3.0, 6.0, 1.0, 1.0)
@@ -42,6 +47,8 @@ class ArchivalHit:
     language: str
     text: str
     score: float  # -bm25 x coverage: higher is better; comparable only within one query
+    chunk_id: int = 0
+    coverage: float = 0.0  # share of the question's words the chunk holds (0..1)
 
     def to_json(self) -> dict[str, object]:
         return {
@@ -116,9 +123,24 @@ def _v2(conn: sqlite3.Connection) -> None:
     conn.execute("UPDATE files SET sha = '', mtime_ns = -1")
 
 
+def _v3(conn: sqlite3.Connection) -> None:
+    # Dense vectors for code search, keyed by the hash of the text embedded (path, symbol and
+    # chunk text) and the embedding model, so an unchanged chunk is never embedded twice and
+    # a re-ingest that rewrites a file's chunks finds their vectors still there.
+    conn.execute("ALTER TABLE chunks ADD COLUMN hash TEXT NOT NULL DEFAULT ''")
+    conn.execute("CREATE INDEX chunks_by_hash ON chunks (hash)")
+    conn.execute(
+        "CREATE TABLE vectors ("
+        " hash TEXT NOT NULL, model TEXT NOT NULL, vec BLOB NOT NULL,"
+        " PRIMARY KEY (hash, model)) WITHOUT ROWID"
+    )
+    conn.execute("UPDATE files SET sha = '', mtime_ns = -1")  # re-chunk once to fill `hash`
+
+
 MIGRATIONS: list[Migration] = [
     ("archival_v1_repos_files_chunks_fts", _v1),
     ("archival_v2_file_identifiers", _v2),
+    ("archival_v3_chunk_hashes_and_vectors", _v3),
 ]
 
 
@@ -145,10 +167,9 @@ class ArchivalStore:
 
     # --- search -----------------------------------------------------------------------------
 
-    def search(
-        self, query: str, k: int = 5, repo: str | None = None, variant: str = "default"
-    ) -> list[ArchivalHit]:
-        """The `k` best chunks for a free-text query; FTS5 syntax in it never raises.
+    def search(self, query: str, k: int = 5, repo: str | None = None) -> list[ArchivalHit]:
+        """The `k` best chunks for a free-text query by words alone; FTS5 syntax in it never
+        raises. (memory.code_search fuses this with dense search.)
 
         BM25 (path and symbol weighted) picks candidates, at most one per (path, symbol) so
         the windows of one long function cannot fill every slot; they are then re-ranked by
@@ -161,7 +182,7 @@ class ArchivalStore:
             return []
         sql = (
             "SELECT f.repo, f.path, c.start_line, c.end_line, c.symbol, f.language, t.body,"
-            " bm25(chunks_fts, ?, ?, ?, ?) AS rank"
+            " bm25(chunks_fts, ?, ?, ?, ?) AS rank, c.id"
             " FROM chunks_fts t JOIN chunks c ON c.id = t.rowid JOIN files f ON f.id = c.file_id"
             " WHERE chunks_fts MATCH ?"
             + (" AND f.repo = ?" if repo is not None else "")
@@ -185,10 +206,73 @@ class ArchivalStore:
                 cover = coverage(words, f"{r[1]} {r[4]} {r[6]}")
                 prior = path_prior(r[1], r[5])
                 candidates.append(
-                    ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7] * cover * prior)
-                )
+                    ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], -r[7] * cover * prior,
+                                r[8], cover)
+                )  # fmt: skip
         candidates.sort(key=lambda h: -h.score)  # stable: BM25 order breaks ties
         return candidates[:k]
+
+    def hits_by_ids(self, chunk_ids: Sequence[int]) -> dict[int, ArchivalHit]:
+        """The chunks with these ids (score 0), for hits found by their vectors."""
+        if not chunk_ids:
+            return {}
+        marks = ",".join("?" * len(chunk_ids))
+        rows = self._conn.execute(
+            "SELECT f.repo, f.path, c.start_line, c.end_line, c.symbol, f.language, t.body, c.id"
+            " FROM chunks c JOIN files f ON f.id = c.file_id JOIN chunks_fts t ON t.rowid = c.id"
+            f" WHERE c.id IN ({marks})",
+            list(chunk_ids),
+        ).fetchall()
+        return {r[7]: ArchivalHit(*r[:7], 0.0, r[7]) for r in rows}
+
+    def weighted_coverage(self, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
+        """Each chunk's IDF-weighted share of the query's terms (memory.fts), by chunk id."""
+        terms = query_terms(query)
+        if not terms or not chunk_ids:
+            return {}
+        df, present, n_docs = term_presence(self._conn, "chunks_fts", terms, list(chunk_ids))
+        return {cid: weighted_coverage(terms, present[cid], df, n_docs) for cid in chunk_ids}
+
+    # --- dense vectors (memory.dense) -------------------------------------------------------
+
+    def chunks_without_vectors(self, repo: str, model: str) -> list[tuple[str, str]]:
+        """(key, text to embed) of each distinct chunk text of `repo` lacking a vector."""
+        rows = self._conn.execute(
+            "SELECT c.hash, f.path, c.symbol, t.body FROM chunks c"
+            " JOIN files f ON f.id = c.file_id JOIN chunks_fts t ON t.rowid = c.id"
+            " WHERE f.repo = ? AND c.hash != '' AND NOT EXISTS"
+            " (SELECT 1 FROM vectors v WHERE v.hash = c.hash AND v.model = ?)"
+            " GROUP BY c.hash ORDER BY min(c.id)",
+            (repo, model),
+        )
+        return [(r[0], embed_view(r[1], r[2], r[3])) for r in rows]
+
+    def chunk_count(self, repo: str) -> int:
+        (n,) = self._conn.execute(
+            "SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.repo = ?",
+            (repo,),
+        ).fetchone()
+        return int(n)
+
+    def put_vectors(self, model: str, rows: Sequence[tuple[str, bytes]]) -> None:
+        """Store vectors, committed as one batch (the dense pass resumes after a kill)."""
+        with self.transaction():
+            self._conn.executemany(
+                "INSERT OR REPLACE INTO vectors (hash, model, vec) VALUES (?, ?, ?)",
+                [(key, model, blob) for key, blob in rows],
+            )
+
+    def load_dense(self, repo: str, model: str, dim: int) -> DenseIndex:
+        """Every vector of `repo`'s chunks, as a matrix for exact search."""
+        rows = self._conn.execute(
+            "SELECT c.id, v.vec FROM chunks c JOIN files f ON f.id = c.file_id"
+            " LEFT JOIN vectors v ON v.hash = c.hash AND v.model = ? WHERE f.repo = ?"
+            " ORDER BY c.id",
+            (model, repo),
+        ).fetchall()
+        have = [(r[0], r[1]) for r in rows if r[1] is not None]
+        ids = np.array([i for i, _ in have], dtype=np.int64)
+        return DenseIndex(ids, from_blobs([b for _, b in have], dim), len(rows) - len(have))
 
     # --- writing (the indexer's side) ------------------------------------------------------
 
@@ -236,13 +320,14 @@ class ArchivalStore:
         (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()
         ids = range(last + 1, last + 1 + len(chunks))
         self._conn.executemany(
-            "INSERT INTO chunks (id, file_id, start_line, end_line, symbol, kind)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (id, file_id, start_line, end_line, symbol, kind, hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
             [
-                (i, file_id, c.start_line, c.end_line, c.symbol, c.kind)
+                (i, file_id, c.start_line, c.end_line, c.symbol, c.kind,
+                 dense_key(path, c.symbol, c.text))
                 for i, c in zip(ids, chunks, strict=True)
             ],
-        )
+        )  # fmt: skip
         self._conn.executemany(
             "INSERT INTO chunks_fts (rowid, path, symbol, body, terms) VALUES (?, ?, ?, ?, ?)",
             [

@@ -79,7 +79,10 @@ class RecalledItem:
 
 
 class ArchivalSearch(Protocol):
-    def search(self, query: str, k: int, repo: str | None = None) -> Sequence[Any]: ...
+    """The attached repository's code search (ingest.RepoContext): one ranking for all;
+    `recall` is its best hits that clear the relevance floors (memory.code_search)."""
+
+    def recall(self, query: str, k: int = 5) -> Sequence[Any]: ...
 
 
 def excerpt(text: str, terms: Sequence[str], max_chars: int) -> str:
@@ -249,7 +252,6 @@ def gather(
     *,
     exclude: set[str],
     archival: ArchivalSearch | None = None,
-    repo: str | None = None,
     session_id: int | None = None,
     k: int = 8,
     max_chars: int = 600,
@@ -279,7 +281,7 @@ def gather(
     ranked = above_floor(ranked)[:k]
     files: list[Candidate] = []
     if archival is not None:
-        for hit in above_floor(list(archival.search(query, k, repo=repo))):
+        for hit in archival.recall(query, k):
             files.append(
                 Candidate(
                     "archival",
