@@ -21,6 +21,7 @@ from localctx.gauge import GaugeReading, GaugeSampler
 from localctx.session import Session, TurnResult
 
 ASK_SUMMARY_BOUND = 4  # segments `ask` summarizes before exiting; the rest wait for the next run
+EXPAND_DEFAULT = False  # memory.expand: set from `bench qa` (see the README's table)
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Answered:
     first_token_seconds: float | None  # user message to first answer text (None: no text)
     notices: list[str] = field(default_factory=list)
     gauge: GaugeReading | None = None  # the final reading, when asked for
+    expansion: str = ""  # the model's guess at the answering code, when `expand` was on
 
 
 def answer_once(
@@ -42,6 +44,8 @@ def answer_once(
     session_name: str | None = None,
     window: int | None = None,
     recall_all: bool = False,
+    expand: bool = EXPAND_DEFAULT,
+    dense: str = "auto",
     on_text: Callable[[str], None] | None = None,
     summarize: int | None = ASK_SUMMARY_BOUND,
     gauge: bool = False,
@@ -63,7 +67,10 @@ def answer_once(
         repo=repo,
         recall_all=recall_all,
         ephemeral=session_name is None,
+        expand=expand,
+        dense=dense,
     )
+    notices = list(getattr(session.repo, "notices", None) or [])
     try:
         started = time.perf_counter()
         result = session.ask(question, sampling, on_text=text_out)
@@ -74,5 +81,6 @@ def answer_once(
         session.close()
     ttft = first[0] - started if first else None
     return Answered(
-        result, session.name or "", time.perf_counter() - t0, ttft, session.notices, reading
-    )
+        result, session.name or "", time.perf_counter() - t0, ttft, notices + session.notices,
+        reading, session.last_expansion,
+    )  # fmt: skip

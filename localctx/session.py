@@ -29,6 +29,7 @@ from localctx.errors import EngineFailed
 from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, retrieval, summarizer
 from localctx.memory.context import ContextLedger, PinnedParts, identity_for, make_policy
+from localctx.memory.expand import expand_query
 from localctx.memory.explicit import forget_everywhere
 from localctx.memory.recall import Forgotten, RecallStore
 from localctx.memory.retrieval import RecalledItem
@@ -111,6 +112,7 @@ class Session:
         owns_repo: bool = False,
         recall_all: bool = False,
         ephemeral: bool = False,
+        expand: bool = False,
     ) -> None:
         self.engine = engine
         self.system_prompt = system_prompt
@@ -141,6 +143,9 @@ class Session:
         self.recall_all = recall_all
         # An ephemeral session (`ask` without --session) answers and leaves nothing behind.
         self.ephemeral = ephemeral
+        # Code search also searches the model's guess at the answering code (memory.expand).
+        self.expand = expand
+        self.last_expansion = ""
         self._owns_repo = owns_repo
         self._policy_factory = policy_factory or make_policy
         self._sid = 0
@@ -172,12 +177,13 @@ class Session:
         """A session over the on-disk stores; `name` resumes one (messages, summary, KV).
 
         `repo` is a path (ingested on first use, its digest pinned and its chunks recalled)
-        or an already attached RepoContext.
+        or an already attached RepoContext; `dense` ("auto", "on", "off") is its dense pass.
         """
+        dense = options.pop("dense", "auto")
         if isinstance(repo, str | Path):
             from localctx.ingest import attach
 
-            repo = attach(repo, token_counter=lambda text: len(engine.tokenize(text)))
+            repo = attach(repo, token_counter=lambda text: len(engine.tokenize(text)), dense=dense)
             options.setdefault("owns_repo", True)
         store = RecallStore()
         session_name = name or _fresh_name("ask" if options.get("ephemeral") else "session")
@@ -516,10 +522,26 @@ class Session:
             self.store,
             exclude=exclude,
             archival=self.repo,
+            code_query=self._code_query(query),
             session_id=None if self.recall_all else self._sid,
             max_chars=max(160, min(600, self.recall_budget * 2)),  # ~3-4 chars per token
         )
         return retrieval.select_within_budget(candidates, self.recall_budget, self._count)
+
+    def _code_query(self, query: str) -> str:
+        """The question, and with `expand` the model's guess at the code that answers it."""
+        self.last_expansion = ""
+        if not self.expand or self.repo is None:
+            return query
+        try:
+            saved = self._lend_cache()
+        except EngineFailed:  # a remote server: no state to lend
+            return query
+        try:
+            self.last_expansion = expand_query(self.engine, query, Path(self.repo.repo).name)
+        finally:
+            self._restore_cache(saved)
+        return f"{query}\n{self.last_expansion}" if self.last_expansion else query
 
     # ------------------------------------------------------------------ plumbing
     def _collect_evictions(self) -> None:

@@ -27,7 +27,7 @@ from localctx import paths
 from localctx.bench.qaset import QaSet, Question, fetch_sdist, finds, is_right, load_qa
 from localctx.engine import Sampling, load_engine
 from localctx.models.catalogue import Catalogue
-from localctx.oneshot import answer_once
+from localctx.oneshot import EXPAND_DEFAULT, answer_once
 from localctx.runconfig import run_config
 
 QA_DIR = Path(__file__).resolve().parents[2] / "tests" / "data"
@@ -58,6 +58,8 @@ class QaRun:
     n_ctx: int
     window: int | None
     type_k: str
+    expand: bool = False
+    dense: str = "auto"
     rows: list[QaRow] = field(default_factory=list)
 
     def totals(self) -> dict[str, Any]:
@@ -164,6 +166,8 @@ def run_qa(
     threads: int | None = None,
     cache: Path | None = None,
     on_row: Callable[[QaRow], None] | None = None,
+    expand: bool | None = None,
+    dense: str = "auto",
 ) -> QaRun:
     """Every question (or the first `limit`) of one set on one model."""
     qa: QaSet = load_qa(qa_path)
@@ -180,9 +184,19 @@ def run_qa(
             engine.n_ctx,
             config.window,
             config.settings.type_k,
+            EXPAND_DEFAULT if expand is None else expand,
+            dense,
         )
         for question in questions:
-            answered = answer_once(engine, question.q, sampling, repo=root, window=config.window)
+            answered = answer_once(
+                engine,
+                question.q,
+                sampling,
+                repo=root,
+                window=config.window,
+                expand=run.expand,
+                dense=dense,
+            )
             row = score_row(question, answered, qa.answerable)
             run.rows.append(row)
             if on_row is not None:
@@ -193,18 +207,21 @@ def run_qa(
 def markdown(runs: list[QaRun]) -> str:
     """One table, a row per (model, set)."""
     lines = [
-        "| model | set | tuned on | questions | saw | right | saw (paraphrased) |"
+        "| model | set | tuned on | search | questions | saw | right | saw (paraphrased) |"
         " right (paraphrased) | first token p50 | s/question |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         t = run.totals()
+
+        search = f"dense {run.dense}" + (" + expand" if run.expand else "")
 
         def pct(v: float | None) -> str:
             return "—" if v is None else f"{v:.0%}"
 
         lines.append(
-            f"| {run.model} | {run.qa} | {'yes' if run.tuning else 'no'} | {t['questions']} |"
+            f"| {run.model} | {run.qa} | {'yes' if run.tuning else 'no'} | {search} |"
+            f" {t['questions']} |"
             f" {pct(t['saw'])} | {pct(t['right'])} | {pct(t['saw_paraphrased'])} |"
             f" {pct(t['right_paraphrased'])} | {t['first_token_p50']} s | {t['seconds_mean']} |"
         )

@@ -9,7 +9,7 @@ import click
 from localctx.cli.common import emit_json, engine_options, json_option
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import open_remote
-from localctx.oneshot import answer_once
+from localctx.oneshot import EXPAND_DEFAULT, answer_once
 from localctx.runconfig import run_config
 
 
@@ -39,6 +39,12 @@ from localctx.runconfig import run_config
     help="Answer with an OpenAI-compatible server (llama-server) instead of a local model.",
 )
 @click.option(
+    "--expand/--no-expand",
+    default=EXPAND_DEFAULT,
+    show_default=True,
+    help="Also search the repository with the model's guess at the answering code.",
+)
+@click.option(
     "--repo",
     type=click.Path(exists=True, file_okay=False),
     default=None,
@@ -52,6 +58,7 @@ def ask(
     seed: int,
     session_name: str | None,
     recall: str,
+    expand: bool,
     repo: str | None,
     remote: str | None,
     as_json: bool,
@@ -76,6 +83,7 @@ def ask(
             session_name=session_name,
             window=window,
             recall_all=recall == "all",
+            expand=expand,
             on_text=echo,
             gauge=as_json,
         )

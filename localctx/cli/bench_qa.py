@@ -36,6 +36,18 @@ from localctx.cli.common import emit_json, json_option
     default=None,
     help="Also write qa.json and qa.md here.",
 )
+@click.option(
+    "--expand/--no-expand",
+    default=None,
+    help="Search with the model's guess at the code (default: as ask does).",
+)
+@click.option(
+    "--dense",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="The repository's dense pass, as for ask.",
+)
 @json_option
 def bench_qa(
     models: tuple[str, ...],
@@ -44,6 +56,8 @@ def bench_qa(
     max_tokens: int,
     threads: int | None,
     out: str | None,
+    expand: bool | None,
+    dense: str,
     as_json: bool,
 ) -> None:
     """Ask every question of a QA set as `ask --repo` does; report saw / right / latency."""
@@ -77,6 +91,8 @@ def bench_qa(
                     max_tokens=max_tokens,
                     threads=threads,
                     on_row=show,
+                    expand=expand,
+                    dense=dense,
                 )
             )
     payload = {"runs": [run.to_json() for run in runs]}

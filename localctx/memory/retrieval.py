@@ -252,6 +252,7 @@ def gather(
     *,
     exclude: set[str],
     archival: ArchivalSearch | None = None,
+    code_query: str | None = None,
     session_id: int | None = None,
     k: int = 8,
     max_chars: int = 600,
@@ -259,7 +260,8 @@ def gather(
     """Ranked candidates from the recall store (minus what is already in context) and files.
 
     `session_id` keeps recall to that session; None searches every session (and each
-    candidate then names the session it came from).
+    candidate then names the session it came from). `code_query` is what the repository is
+    searched with (the question and the model's guess at its code; default the question).
     """
     terms = query_terms(query)
     if not terms:
@@ -281,7 +283,7 @@ def gather(
     ranked = above_floor(ranked)[:k]
     files: list[Candidate] = []
     if archival is not None:
-        for hit in archival.recall(query, k):
+        for hit in archival.recall(code_query or query, k):
             files.append(
                 Candidate(
                     "archival",
