@@ -165,3 +165,36 @@ def test_a_batch_larger_than_the_rolling_part_is_refused() -> None:
         window.make_room(61)
     window.decode(list(b"y" * 200))  # decode() splits what make_room cannot take at once
     assert engine.cells_used <= 64
+
+
+def _scanned_recalled(window: SinkWindow) -> tuple[int, tuple[int, int] | None]:
+    """What the running recalled runs must equal: a scan of every position's kind."""
+    pinned_end = max(
+        min(window.n_sink, len(window._kind)), min(window._pinned_end, len(window._kind))
+    )
+    cells = [p for p in range(pinned_end, len(window._kind)) if window._kind[p] == "recalled"]
+    return len(cells), ((cells[0], cells[-1] + 1) if cells else None)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_recalled_counts_stay_equal_to_a_scan_through_evictions_and_rewinds(seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    engine = FakeEngine()
+    window = SinkWindow(engine, window=160, n_sink=4, block=24)
+    window.begin_message(0, "message")
+    window.decode(list(b"pinned system text."))
+    window.set_pinned_end(10)
+    for mid in range(1, 60):
+        kind = "recalled" if rng.random() < 0.35 else "message"
+        window.begin_message(mid, kind)
+        window.decode([rng.randrange(32, 120) for _ in range(rng.randrange(1, 40))])
+        if rng.random() < 0.15 and engine.n_past > window.protected_end + 3:  # rewind a tail
+            engine.kv_remove(engine.n_past - rng.randrange(1, 3), -1)
+        stats, regions = window.stats(), window.regions
+        count, span = _scanned_recalled(window)
+        assert stats.recalled == count
+        if span is not None:
+            assert regions["recalled"] == span
+    assert window.stats().evictions > 0
