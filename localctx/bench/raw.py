@@ -102,10 +102,7 @@ def compare(
 
     say = progress or (lambda _msg: None)
     label = settings.model_path.stem
-    settings = replace(
-        settings, flash_attn=True if settings.flash_attn is None else settings.flash_attn
-    )
-    with load_engine(settings) as engine:
+    with load_engine(settings) as engine:  # flash attention as the product sets it (auto)
         flash = bool(engine.backend_info()["flash_attn"])
         with RawLlama(settings, flash_attn=flash) as raw:
             source = engine.tokenize(text[: settings.n_ctx * 8])
@@ -194,10 +191,12 @@ def _interleaved_decode(engine: Engine, raw: Any, prompt: list[int], n: int) -> 
         if close:
             close()
     k = min(len(times["localctx"]), len(times["raw"]))
+    # Equal sequences over the whole budget: an early end on one side is a mismatch.
+    full = len(tokens["localctx"]) == len(tokens["raw"]) == n + 1
     return {
         "localctx": times["localctx"][:k],
         "raw": times["raw"][:k],
-        "match": tokens["localctx"][:k] == tokens["raw"][:k],
+        "match": full and tokens["localctx"] == tokens["raw"],
     }
 
 

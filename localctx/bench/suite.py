@@ -232,6 +232,45 @@ def _needle(a: SectionArgs) -> dict[str, Any]:
     return to_json(run)
 
 
+def _product(a: SectionArgs) -> dict[str, Any]:
+    """The path users run (Session + window + gauge) vs raw llama-cpp-python: 4K on the main
+    model, 32K on a 32K-trained chat model (the default Qwen2.5-Coder 0.5B), not in --quick.
+    128K: `localctx bench product --ctx 131072` (long: one 128K prefill on 2 cores)."""
+    from localctx.bench.product import compare_product
+
+    points = []
+    sizes = [(a.model_path, 4096)]
+    if not a.quick:
+        big = a.model_path if read_gguf(a.model_path).context_length >= 32768 else None
+        if big is None:
+            entry = Catalogue.load().default
+            if entry.installed and (entry.context_length or 0) >= 32768:
+                big = entry.path
+        if big is not None:
+            sizes.append((big, 32768))
+    for path, n_ctx in sizes:
+        a.say(f"product path: {path.stem} at {n_ctx} cells")
+        settings = EngineSettings(model_path=path, n_ctx=n_ctx, n_threads=a.threads)
+        points.append(compare_product(settings, a.text, progress=a.say).to_json())
+    return {"points": points}
+
+
+def _retrieval(a: SectionArgs) -> dict[str, Any]:
+    """Span recall of repository search on the held-out QA set (httpx), lexical and fused."""
+    from localctx.bench.qa import HELD_OUT, QA_DIR
+    from localctx.bench.retrieval import run_retrieval
+
+    return run_retrieval(QA_DIR / HELD_OUT, threads=a.threads)
+
+
+def _qa(a: SectionArgs) -> dict[str, Any]:
+    """Answers end to end: the first 6 questions of the held-out set on the default model."""
+    from localctx.bench.qa import HELD_OUT, QA_DIR, run_qa
+
+    run = run_qa(QA_DIR / HELD_OUT, limit=6, max_tokens=256, threads=a.threads)
+    return {"model": run.model, "totals": run.totals()}
+
+
 @dataclass(frozen=True)
 class Section:
     """A benchmark another area owns; `module` is checked before `run` is called."""
@@ -250,6 +289,11 @@ SECTIONS = (  # cheapest first, so a run cut short keeps the most
     Section("eviction", "eviction vs re-prefill (f16, q8_0)", "localctx.bench.kv", _eviction),
     Section("needle", "needle recall (short)", "localctx.bench.needle", _needle),
     Section("perplexity", "perplexity vs window, sinks vs none", "localctx.bench.ppl", _perplexity),
+    Section("product", "the product path vs raw llama-cpp-python", "localctx.bench.product",
+            _product, in_quick=True),
+    Section("retrieval", "repository search (held-out set)", "localctx.bench.retrieval",
+            _retrieval),
+    Section("qa", "answers end to end (held-out set, short)", "localctx.bench.qa", _qa),
 )
 
 

@@ -7,18 +7,20 @@ import click
 from localctx.cli.bench_all import bench_all
 from localctx.cli.bench_kv import bench_kv, bench_ppl
 from localctx.cli.bench_needle import bench_needle
+from localctx.cli.bench_product import bench_product
 from localctx.cli.bench_qa import bench_qa
 from localctx.cli.bench_retrieval import bench_retrieval
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: kv, ppl, needle, qa, retrieval, all (measured, never asserted)."""
+    """Benchmarks: kv, ppl, needle, qa, retrieval, product, all (measured, never asserted)."""
 
 
 bench.add_command(bench_kv, "kv")
 bench.add_command(bench_ppl, "ppl")
 bench.add_command(bench_needle, "needle")
 bench.add_command(bench_qa, "qa")
+bench.add_command(bench_product, "product")
 bench.add_command(bench_retrieval, "retrieval")
 bench.add_command(bench_all, "all")

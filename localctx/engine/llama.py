@@ -137,7 +137,11 @@ class LlamaEngine:
             reason = native_log.last_error(native_log.since(ctx_marker))
             self.close()
             raise EngineFailed(f"llama.cpp could not create a context: {reason}")
-        self._alloc = native_log.kv_allocation(native_log.since(ctx_marker))
+        created = native_log.since(ctx_marker)
+        self._alloc = native_log.kv_allocation(created)
+        # With flash attention on "auto", llama.cpp decides while reserving the graph and
+        # says so in its log; report what it chose, so benchmarks give a baseline the same.
+        self.flash_attn = native_log.flash_attn_enabled(created, default=self.rules.flash_attn)
         self._mem = llama_cpp.llama_get_memory(self._ctx)
         self._batch = llama_cpp.llama_batch_init(settings.n_batch, 0, 1)
         self._template = _chat_template(
@@ -417,7 +421,7 @@ class LlamaEngine:
             "rpc": bool(llama_cpp.llama_supports_rpc()),
             "n_gpu_layers": self.settings.n_gpu_layers,
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
-            "flash_attn": self.rules.flash_attn,
+            "flash_attn": self.flash_attn,
             "type_k": self.settings.type_k,
             "type_v": self.settings.type_v,
             "notes": list(self.rules.notes),

@@ -97,3 +97,15 @@ def kv_allocation(lines: list[str]) -> KvAllocation:
         cells=tuple(cells),
         lines=tuple(found),
     )
+
+
+def flash_attn_enabled(lines: list[str], *, default: bool) -> bool:
+    """What llama.cpp resolved flash attention to ("auto" becomes on or off at context
+    creation: 'resolve_fused_ops: Flash Attention enabled' / '... disabled')."""
+    for line in reversed(lines):
+        low = line.lower()
+        if "flash attention enabled" in low:
+            return True
+        if "flash attention disabled" in low or "flash_attn is not compatible" in low:
+            return False
+    return default

@@ -62,6 +62,24 @@ class RawLlama:
             self._llm.generate(list(prompt), temp=0.0, top_k=1, repeat_penalty=1.0, reset=True)
         )
 
+    def adopt(self, state: bytes, tokens: Sequence[int]) -> None:
+        """Take over a sequence state saved by LlamaEngine.state_get (same model, settings):
+        the cache then holds `tokens`, as if `append` had evaluated them (no logits yet: the
+        next `append` of the following token computes them). Used to reach 32K-128K cells
+        without prefilling twice; the prefill ratio is measured on the interleaved part."""
+        import ctypes
+
+        self._llm.reset()
+        ctx = self._llm._ctx.ctx  # the low-level context of this Llama
+        mem = llama_cpp.llama_get_memory(ctx)
+        llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)
+        buf = (ctypes.c_uint8 * len(state)).from_buffer_copy(state)
+        if llama_cpp.llama_state_seq_set_data(ctx, buf, len(state), 0) == 0:
+            raise RuntimeError("llama.cpp rejected the state for the raw runner")
+        n = len(tokens)
+        self._llm.input_ids[:n] = list(tokens)
+        self._llm.n_tokens = n
+
     def close(self) -> None:
         self._llm.close()
 
