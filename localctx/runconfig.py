@@ -9,7 +9,7 @@ and a sink window sized to fit when even q4_0 does not. --kv, --ctx, --window an
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from localctx.engine.base import EngineSettings
@@ -66,9 +66,21 @@ def run_config(
 
         trained = meta.context_length
         target = n_ctx or window or min(trained or DEFAULT_CTX, MAX_DEFAULT_CTX)
-        rec = plan_model(
-            path, target, kv=kv_type or "auto", device=_usable_device(), contexts=()
-        ).recommendation
+        device = _usable_device()
+        try:
+            rec = plan_model(
+                path, target, kv=kv_type or "auto", device=device, contexts=()
+            ).recommendation
+        except BadInput as exc:
+            if device == "cpu":
+                raise
+            # A GPU build whose GPU reports no memory (no NVML, no ggml device): plan for the
+            # CPU rather than refuse to start; --gpu-layers still offloads.
+            rec = plan_model(
+                path, target, kv=kv_type or "auto", device="cpu", contexts=()
+            ).recommendation
+            rec = replace(rec, reason=f"{rec.reason} ({device} build, but {exc}: planned for"
+                          " the CPU; pass --gpu-layers N to offload)")  # fmt: skip
         kv_type = kv_type or rec.type_k
         chosen_ctx = n_ctx if n_ctx is not None else rec.n_ctx
         chosen_layers = gpu_layers if gpu_layers is not None else rec.n_gpu_layers
@@ -97,4 +109,4 @@ def _usable_device() -> str:
     from localctx.engine.devices import backend_name
 
     backend = backend_name()
-    return backend if backend in ("cuda", "metal") else "cpu"
+    return backend if backend in ("cuda", "metal", "vulkan") else "cpu"

@@ -42,11 +42,15 @@ if [ "$(cat "$llama_stamp" 2>/dev/null)" != "$llama_want" ]; then
   echo "$llama_want" > "$llama_stamp"
 fi
 
+extras="test"
+case "${CMAKE_ARGS:-}" in
+  *GGML_CUDA=on*|*GGML_CUDA=ON*) extras="test,nvidia" ;;  # VRAM readings through NVML
+esac
 deps_stamp=".venv/.localctx-deps"
-deps_hash="$(sha256sum pyproject.toml | cut -d' ' -f1)"
+deps_hash="$(sha256sum pyproject.toml | cut -d' ' -f1) $extras"
 if [ "$(cat "$deps_stamp" 2>/dev/null)" != "$deps_hash" ]; then
-  echo "setup: installing localctx and its dependencies"
-  "${pip[@]}" install -q -e ".[test]"
+  echo "setup: installing localctx and its dependencies (extras: $extras)"
+  "${pip[@]}" install -q -e ".[$extras]"
   echo "$deps_hash" > "$deps_stamp"
 fi
 

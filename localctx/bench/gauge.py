@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from localctx.engine import EngineSettings, Sampling, load_engine
+from localctx.bench.settings import bench_settings
+from localctx.engine import Sampling, load_engine
 from localctx.gauge import GaugeSampler
 
 
@@ -41,7 +42,7 @@ def gauge_overhead(
     """
     rounds = rounds or (3 if quick else 6)
     text = text_path.read_text(encoding="utf-8")[:20000] if text_path else _FILLER
-    settings = EngineSettings(model_path=model_path, n_ctx=n_ctx, n_threads=threads)
+    settings = bench_settings(model_path=model_path, n_ctx=n_ctx, n_threads=threads)
     with load_engine(settings) as engine:
         prompt = engine.tokenize(text, add_special=True)[:prompt_tokens]
         sampler = GaugeSampler(engine)

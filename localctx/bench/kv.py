@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from localctx.bench.ppl import first_tokens
-from localctx.engine import EngineSettings, load_engine
+from localctx.bench.settings import bench_settings
+from localctx.engine import load_engine
 from localctx.errors import BadInput
 from localctx.kv.allocation import bytes_per_token
 from localctx.kv.policy import SinkWindow
@@ -92,7 +93,7 @@ def _measure(
     model_path: Path, text: str, kv: str, *, tokens: int, n_sink: int, n_threads: int | None
 ) -> KvTypeFigures:
     held = n_sink + 2 * tokens
-    settings = EngineSettings(
+    settings = bench_settings(
         model_path=model_path,
         n_ctx=held + DECODE_STEPS + 1,
         type_k=kv,
@@ -168,7 +169,7 @@ def run_stream(
     if tokens < 1:
         raise BadInput(f"--stream must be at least 1 token, got {tokens}")
     name = check_types(model_path, (kv,))[0]
-    settings = EngineSettings(
+    settings = bench_settings(
         model_path=model_path, n_ctx=window, type_k=name, type_v=name, n_threads=n_threads
     )
     with load_engine(settings) as engine:

@@ -26,7 +26,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from localctx.engine import EngineSettings, Sampling, load_engine
+from localctx.bench.settings import bench_settings
+from localctx.engine import Sampling, load_engine
 from localctx.errors import BadInput
 from localctx.memory.recall import RecallStore
 from localctx.memory.snapshots import SnapshotStore
@@ -143,7 +144,7 @@ def run_needle(
     rng = random.Random(seed)
     facts = plant_facts(n_facts, history, window, rng)
     messages = conversation(text, history, facts)
-    settings = EngineSettings(model_path=model_path, n_ctx=window, n_threads=threads)
+    settings = bench_settings(model_path=model_path, n_ctx=window, n_threads=threads)
     with (
         tempfile.TemporaryDirectory(prefix="localctx-needle-") as tmp,
         load_engine(settings) as engine,

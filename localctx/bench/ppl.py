@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from localctx.bench.settings import bench_settings
 from localctx.bench.texts import default_prose
-from localctx.engine import EngineSettings, load_engine
+from localctx.engine import load_engine
 from localctx.engine.base import Engine
 from localctx.errors import BadInput
 from localctx.kv.policy import SinkWindow
@@ -114,7 +115,7 @@ def run_ppl(
 ) -> PplResult:
     check_args(model_path, tokens=tokens, window=window, sinks=sinks, kv=kv, full=full, chunk=chunk)
     kv = cache_type(kv).name
-    settings = EngineSettings(
+    settings = bench_settings(
         model_path=model_path,
         n_ctx=tokens if full else window,
         type_k=kv,

@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from localctx.bench import raw
+from localctx.bench.settings import bench_settings
 from localctx.bench.texts import default_prose
-from localctx.engine import EngineSettings, load_engine
+from localctx.engine import load_engine
 from localctx.errors import BadInput
 from localctx.models.catalogue import Catalogue, resolve_model
 from localctx.models.ggufmeta import read_gguf
@@ -150,7 +151,7 @@ def _speed_run(
     result: dict[str, Any],
     say: Progress,
 ) -> None:
-    settings = EngineSettings(
+    settings = bench_settings(
         model_path=resolve_model(run.model), n_ctx=run.n_ctx, n_threads=threads
     )
     rss.reset()
@@ -250,7 +251,7 @@ def _product(a: SectionArgs) -> dict[str, Any]:
             sizes.append((big, 32768))
     for path, n_ctx in sizes:
         a.say(f"product path: {path.stem} at {n_ctx} cells")
-        settings = EngineSettings(model_path=path, n_ctx=n_ctx, n_threads=a.threads)
+        settings = bench_settings(model_path=path, n_ctx=n_ctx, n_threads=a.threads)
         points.append(compare_product(settings, a.text, progress=a.say).to_json())
     return {"points": points}
 
@@ -334,7 +335,7 @@ def kv_memory(model: str, trained: int, *, quick: bool, threads: int | None) -> 
     rows = []
     for kv in ("f16", "q8_0", "q4_0"):
         for n_ctx in sizes:
-            settings = EngineSettings(
+            settings = bench_settings(
                 model_path=path, n_ctx=n_ctx, type_k=kv, type_v=kv, n_threads=threads
             )
             with load_engine(settings) as engine:
@@ -385,7 +386,7 @@ class PeakRss:
 
 
 def _backend(run: SpeedRun, threads: int | None) -> dict[str, Any]:
-    settings = EngineSettings(model_path=resolve_model(run.model), n_ctx=512, n_threads=threads)
+    settings = bench_settings(model_path=resolve_model(run.model), n_ctx=512, n_threads=threads)
     with load_engine(replace(settings, flash_attn=True)) as engine:
         info = engine.backend_info()
     info["n_threads"] = threads or os.cpu_count()

@@ -37,8 +37,8 @@ def bench_product(
 ) -> None:
     """Session turns at 4K-128K cells against plain llama-cpp-python, interleaved."""
     from localctx.bench.product import compare_product
+    from localctx.bench.settings import bench_settings
     from localctx.bench.texts import default_prose
-    from localctx.engine import EngineSettings
     from localctx.errors import BadInput
     from localctx.models.catalogue import resolve_model
 
@@ -49,7 +49,7 @@ def bench_product(
     path = resolve_model(model)
     points = []
     for n_ctx in sizes or (4096, 32768):
-        settings = EngineSettings(model_path=path, n_ctx=n_ctx, n_threads=threads, force=force)
+        settings = bench_settings(model_path=path, n_ctx=n_ctx, n_threads=threads, force=force)
         say = None if as_json else (lambda msg: click.echo(f"bench: {msg}", err=True))
         point = compare_product(settings, text, decode_tokens=decode_tokens, progress=say)
         points.append(point.to_json())

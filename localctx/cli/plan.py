@@ -20,7 +20,9 @@ _DEFAULT_CTX = 131072
 )
 @click.option("--kv", default="auto", show_default=True, help="KV type: auto, f16, q8_0 or q4_0.")
 @click.option("--budget", default=None, help="Memory to plan for: 8GiB, 8000MB or bytes.")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or metal.")
+@click.option(
+    "--device", default="auto", show_default=True, help="auto, cpu, cuda, metal, vulkan or gpu."
+)
 @json_option
 def plan(
     model: str, n_ctx: int | None, kv: str, budget: str | None, device: str, as_json: bool

@@ -105,6 +105,9 @@ class LlamaEngine:
             )
         self._vocab = llama_cpp.llama_model_get_vocab(self._model)
         self._n_vocab = llama_cpp.llama_vocab_n_tokens(self._vocab)
+        # What llama.cpp placed, not what was asked for (--gpu-layers -1 asks for "all").
+        placed = native_log.layers_offloaded(native_log.since(marker))
+        self.layers_offloaded = placed[0] if placed else 0
 
         threads = settings.n_threads or os.cpu_count() or 1
         cparams = llama_cpp.llama_context_default_params()
@@ -420,6 +423,7 @@ class LlamaEngine:
             "gpu_offload": bool(llama_cpp.llama_supports_gpu_offload()),
             "rpc": bool(llama_cpp.llama_supports_rpc()),
             "n_gpu_layers": self.settings.n_gpu_layers,
+            "layers_offloaded": self.layers_offloaded,
             "system_info": llama_cpp.llama_print_system_info().decode(errors="replace").strip(),
             "flash_attn": self.flash_attn,
             "type_k": self.settings.type_k,

@@ -109,3 +109,16 @@ def flash_attn_enabled(lines: list[str], *, default: bool) -> bool:
         if "flash attention disabled" in low or "flash_attn is not compatible" in low:
             return False
     return default
+
+
+_OFFLOADED = re.compile(r"offloaded (\d+)/(\d+) layers to GPU")
+
+
+def layers_offloaded(lines: list[str]) -> tuple[int, int] | None:
+    """(layers on the GPU, layers in all) from llama.cpp's load log ('load_tensors: offloaded
+    25/25 layers to GPU'); None when it said nothing (a CPU build offloads none)."""
+    for line in reversed(lines):
+        match = _OFFLOADED.search(line)
+        if match:
+            return int(match.group(1)), int(match.group(2))
+    return None

@@ -56,9 +56,14 @@ class GaugeSampler:
         self.gpu_offload = bool(info.get("gpu_offload", False))
         meta = getattr(engine, "meta", None)
         self.layers_total = int(getattr(meta, "block_count", 0)) + 1
-        requested = engine.settings.n_gpu_layers
-        offloaded = self.layers_total if requested < 0 else min(requested, self.layers_total)
-        self.layers_offloaded = offloaded if self.gpu_offload else 0
+        # llama.cpp's own count from its load log; engines without one (remote, fake) give
+        # the request, bounded by the layers there are.
+        if "layers_offloaded" in info:
+            self.layers_offloaded = int(info["layers_offloaded"])
+        else:
+            requested = engine.settings.n_gpu_layers
+            offloaded = self.layers_total if requested < 0 else min(requested, self.layers_total)
+            self.layers_offloaded = offloaded if self.gpu_offload else 0
         self.n_ctx = engine.n_ctx
         self.allocation = engine.kv_allocation()
         self.caches = cache_sizes(self.allocation)

@@ -1,10 +1,14 @@
 """Memory budgets of the devices a model could run on: CPU RAM, NVIDIA VRAM, Apple unified.
 
 Sources: psutil for RAM; nvidia-ml-py (NVML) for VRAM when it is installed and a driver
-answers, else a clean "no NVIDIA GPU" reason; on Apple Silicon, Metal's recommended working
-set (read through ggml's device list when the llama.cpp build has Metal, else 3/4 of RAM,
-what macOS grants by default on 16 GB+ machines). Nothing here loads a model or a CUDA context,
-so planning stays instant; the gauge reuses `NvidiaGpus` for its live readings.
+answers; else ggml's own device list (free/total memory as the CUDA, Vulkan or other GPU
+backend of this llama.cpp build reports it), so a CUDA build without the NVML extra still
+plans for its GPU; on Apple Silicon, Metal's recommended working set (through ggml's device
+list when the build has Metal, else 3/4 of RAM, what macOS grants by default on 16 GB+
+machines). Nothing here loads a model or creates a CUDA context beyond what ggml's device
+query does, so planning stays quick; the gauge reuses `NvidiaGpus` for its live readings.
+Vulkan (and any other ggml GPU backend) is planned as a discrete GPU: layers offloaded, KV
+q8_0 then q4_0, the CUDA margins.
 
 Safety margins, because a plan that fills memory to the byte thrashes or fails at load:
 - CPU: 10% of RAM (at least 512 MiB, at most 4 GiB) off what is available now.
@@ -27,7 +31,8 @@ from localctx.errors import BadInput
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
-DEVICE_KINDS = ("cpu", "cuda", "metal")
+DEVICE_KINDS = ("cpu", "cuda", "metal", "vulkan", "gpu")
+DISCRETE_GPUS = ("cuda", "vulkan", "gpu")  # planned with layers on the card, the rest on host
 
 
 @dataclass(frozen=True)
@@ -153,13 +158,52 @@ def metal_budget() -> DeviceBudget | None:
     return DeviceBudget("metal", "metal", total, free, max(free - total // 20, 0), True, source)
 
 
-def detect_devices() -> tuple[list[DeviceBudget], dict[str, str]]:
-    """Every device found (cpu first) and, per missing accelerator kind, the reason."""
+def gpu_kind(device_name: str) -> str:
+    """The plan kind of a ggml device name: "CUDA0" -> cuda, "Vulkan1" -> vulkan, else gpu."""
+    low = device_name.lower()
+    return "cuda" if low.startswith("cuda") else "vulkan" if low.startswith("vulkan") else "gpu"
+
+
+def ggml_gpu_budgets(reported: list[Any] | None = None) -> list[DeviceBudget]:
+    """Discrete GPUs as ggml's backends report them (pure given `reported`, a list of
+    engine.devices.BackendDevice; None reads this build's devices). Metal is not here: it
+    is unified memory (metal_budget)."""
+    if reported is None:
+        try:
+            from localctx.engine.devices import backend_devices
+
+            reported = backend_devices()
+        except Exception:  # no llama.cpp, or a build without a device registry
+            return []
+    budgets = []
+    for dev in reported:
+        if dev.kind != "gpu" or "metal" in dev.name.lower() or not dev.total_bytes:
+            continue
+        kind = gpu_kind(dev.name)
+        margin = 512 * MIB + dev.total_bytes // 20
+        name = f"{kind}:{sum(b.kind == kind for b in budgets)}"
+        budgets.append(
+            DeviceBudget(name, kind, dev.total_bytes, dev.free_bytes,
+                         max(dev.free_bytes - margin, 0), False, f"ggml ({dev.name})")
+        )  # fmt: skip
+    return budgets
+
+
+def detect_devices(reported: list[Any] | None = None) -> tuple[list[DeviceBudget], dict[str, str]]:
+    """Every device found (cpu first) and, per missing accelerator kind, the reason.
+    `reported`: ggml's device list to use instead of this build's (tests)."""
     devices = [cpu_budget()]
     missing: dict[str, str] = {}
-    cuda, why = nvidia_budgets()
+    cuda, why = nvidia_budgets() if reported is None else ([], "not read (given devices)")
+    if not cuda:  # NVML absent or silent: what llama.cpp's own backends report
+        ggml = ggml_gpu_budgets(reported)
+        cuda = [d for d in ggml if d.kind == "cuda"]
+        devices += [d for d in ggml if d.kind != "cuda"]
+        for kind in ("vulkan", "gpu"):
+            if not any(d.kind == kind for d in ggml):
+                missing[kind] = f"no {kind} device in this llama.cpp build"
     devices += cuda
-    if why:
+    if not cuda:
         missing["cuda"] = f"no NVIDIA GPU: {why}"
     metal = metal_budget()
     if metal:

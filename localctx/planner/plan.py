@@ -22,7 +22,7 @@ from typing import Any
 from localctx.errors import BadInput, BadKvSetting
 from localctx.kv.types import cache_type
 from localctx.planner.budget import format_bytes
-from localctx.planner.devices import DeviceBudget
+from localctx.planner.devices import DISCRETE_GPUS, DeviceBudget
 from localctx.planner.footprint import Footprint, all_layers, footprint
 from localctx.planner.kvmath import CELL_PAD, DEFAULT_UBATCH, holds, kv_sizing
 from localctx.planner.shape import ModelShape
@@ -208,7 +208,7 @@ def recommend(
             if target.kind == "cpu" and t != "f16":
                 why += " (f16 does not fit; quantized KV prefills 3-5x slower on CPU)"
             return rec(t, ctx, None, full, True, why)
-    if target.kind == "cuda":
+    if target.kind in DISCRETE_GPUS:
         vram = target.usable_bytes
         for t in types:
             layers = _most_layers(lambda k, t=t: fp_for(t, ctx, k).gpu_bytes <= vram, full)
