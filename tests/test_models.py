@@ -201,3 +201,36 @@ def test_a_wrong_part_size_is_refused_before_anything_is_written(
     with pytest.raises(DownloadFailed, match="98,362,432 bytes, expected 123"):
         pull(entry)
     assert not list((tmp_path / "models").iterdir())
+
+
+def test_an_unpinned_hub_file_counts_only_after_a_checked_pull(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hub entry without sha256 was compared with itself, so a truncated copy counted as
+    installed. Now it is installed only with the record a completed, checked pull writes."""
+    from localctx.models.verify import record_verified, sha256_file, verified
+
+    monkeypatch.setenv("LOCALCTX_MODELS", str(tmp_path / "models"))
+    entry = _entry(tmp_path, file="big.gguf", source="hf", repo="org/repo")
+    entry.path.write_bytes(b"GGUF half a file")
+    assert not verified(entry)  # put there by hand, or cut short: no record
+    record_verified(entry.path, sha256_file(entry.path))
+    assert verified(entry)
+    entry.path.write_bytes(b"GGUF something else")  # changed after the pull
+    assert not verified(entry)
+
+
+def test_models_list_says_which_entries_are_unverified() -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "localctx", "models", "list", "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rows = {m["name"]: m for m in json.loads(out)["models"]}
+    assert rows["qwen2.5-coder-0.5b"]["verified"] == "pinned"
+    assert rows["llama3.1-8b"]["verified"] == "unverified"  # no hub pin could be recorded

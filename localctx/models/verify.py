@@ -28,14 +28,16 @@ def verified(entry: ModelEntry) -> bool:
         return False
     if entry.size and st.st_size != entry.size:
         return False
-    if not entry.sha256:
-        return True
     stamp = _stamp_path(path)
     version = f"{st.st_size} {st.st_mtime_ns}"
     try:
         recorded = stamp.read_text(encoding="utf-8").split()
     except OSError:
         recorded = []
+    if not entry.sha256:
+        # Nothing pinned: the file is the one a completed, checked pull recorded (a copy cut
+        # short, or a file put there by hand, has no matching record).
+        return recorded[:2] == version.split() or bool(entry.convert)
     if recorded[:2] == version.split() and recorded[2:3] == [entry.sha256]:
         return True
     digest = sha256_file(path)

@@ -72,7 +72,10 @@ class PullScreen(ModalScreen[bool]):
     def on_model_pull_progressed(self, message: ModelPullProgressed) -> None:
         bar = self.query_one(ProgressBar)
         bar.update(total=max(message.total, 1), progress=message.done)
-        status = f"{human_bytes(message.done)} of {human_bytes(message.total)}"
+        # pull() reports the download and then the copy, over twice the file's size.
+        phase = "downloading" if message.done * 2 <= message.total else "assembling"
+        share = message.done / max(message.total, 1)
+        status = f"{phase}: {human_bytes(message.total // 2)} · {share:.0%}"
         self.query_one("#pull-status", Static).update(status)
 
     def on_model_pulled(self, message: ModelPulled) -> None:
