@@ -170,9 +170,35 @@ def test_cancel_stops_the_stream(canned: _Server) -> None:
 def test_local_only_features_say_so(canned: _Server) -> None:
     with RemoteEngine(canned.url) as engine:
         assert engine.can_shift is False
-        for call in (engine.state_get, engine.last_logits, lambda: engine.kv_shift(0, 1, -1)):
+        local_only = (
+            lambda: engine.state_save(Path("x")),
+            engine.last_logits,
+            lambda: engine.kv_shift(0, 1, -1),
+        )
+        for call in local_only:
             with pytest.raises(EngineFailed, match="needs the local engine"):
                 call()
+
+
+def test_summaries_are_written_by_the_server(canned: _Server, tmp_path: Path) -> None:
+    """Evicted turns are summarized remotely: the summarizer's prompt is a request to the
+    server, and the conversation's request text comes back exactly afterwards."""
+    from localctx.memory.recall import RecallStore
+
+    with RemoteEngine(canned.url) as engine:
+        store = RecallStore(tmp_path / "recall.sqlite3")
+        session = Session(engine, store=store, name="r", window=900, summarize_per_turn=0)
+        for i in range(6):
+            session.ask(f"message {i}: " + "words " * 40, Sampling(max_tokens=32))
+        assert store.pending_segments(session_id=session.session_id)
+        held = engine.tokens
+        asked = len(canned.requests)
+        assert session.summarize_pending(1) == 1
+        assert engine.tokens == held  # the request text was given back
+        summary_request = canned.requests[asked]["messages"]
+        assert "Summarize this excerpt" in summary_request[-1]["content"]
+        assert session.running_summary.startswith("You said: Summarize")
+        store.close()
 
 
 def test_unreachable_server_is_one_clear_error() -> None:

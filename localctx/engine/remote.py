@@ -6,10 +6,11 @@ the session on this machine. The server owns its own KV cache, so what needs the
 logits stays with the local engine:
 
 - works remotely: chat and ask (streamed replies, cancellation between chunks, stop reason,
-  token counts from the server's usage report), session history, recall and summaries built
-  from text;
-- needs the local engine: the sink window (kv_shift), KV snapshots (state_get/set/save/load),
-  perplexity and anything reading logits, and exact KV byte figures for the gauge.
+  token counts from the server's usage report), session history, recall, and summaries
+  (the summarizer's prompt goes to the server's completion endpoint: state_get/state_set
+  save and restore the request text, which is all the state this side has);
+- needs the local engine: the sink window's in-place shift (kv_shift), KV snapshot files
+  (state_save/load), perplexity and anything reading logits, exact KV byte figures.
 
 How it fits the Engine protocol without a tokenizer: like FakeEngine, a "token" is one UTF-8
 byte. `format_chat` renders messages as a prefix-stable transcript (record separator, role,
@@ -297,10 +298,16 @@ class RemoteEngine(ByteTokens):
 
     # ------------------------------------------------------------------ state
     def state_get(self) -> bytes:
-        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
+        """The request this engine would send: all of its "state" (the server keeps the KV).
+
+        That is what lets the session lend the engine to the summarizer and give it back:
+        summaries are written remotely, with the server's own completion endpoint."""
+        return bytes(self._pos)
 
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
-        raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
+        if bytes(tokens) != data:
+            raise EngineFailed("a remote engine's state is its request text, and these differ")
+        self._pos = list(tokens)
 
     def state_save(self, path: Path) -> int:
         raise EngineFailed(f"KV snapshots: {_LOCAL_ONLY}")
