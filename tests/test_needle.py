@@ -59,8 +59,24 @@ def test_small_real_run_recalls_every_planted_fact(smollm_path: Path) -> None:
     )
     assert run.facts == 2 and run.evictions > 0
     assert run.recall_hit_rate == 1.0  # BM25 over the verbatim store: deterministic
-    assert 0.0 <= run.answer_accuracy <= 1.0
+    assert run.answer_accuracy == sum(a["correct"] for a in run.answers) / run.facts
+    # The tokens fed are counted (template included), not copied from the request.
+    assert run.requested_history == 1024 and 0.8 * 1024 <= run.history_tokens <= 1.3 * 1024
+    assert run.first_token_p50 is not None and run.first_token_p50 > 0
     assert run.store_bytes > 0 and run.seconds_per_turn > 0
     payload = json.loads(json.dumps({"runs": [run.__dict__]}))
     assert {"history_tokens", "window", "facts", "recall_hit_rate", "answer_accuracy",
             "seconds_per_turn", "store_bytes"} <= set(payload["runs"][0])  # fmt: skip
+
+
+@pytest.mark.real
+def test_paraphrased_questions_share_no_template_word_and_summaries_are_scored(
+    smollm_path: Path,
+) -> None:
+    run = run_needle(
+        smollm_path, history=1024, window=256, n_facts=2, text=DATA.read_text(), summaries=2,
+        paraphrase=True,
+    )  # fmt: skip
+    assert run.paraphrase and run.summaries == 2
+    assert all("access code" not in a["question"] for a in run.answers)
+    assert run.summary_facts == sum(a["in_summary"] for a in run.answers) / run.facts

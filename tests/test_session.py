@@ -313,3 +313,15 @@ def test_recall_leaves_out_passages_that_match_only_common_words(tmp_path: Path)
     result = session.ask("What is the access code for the violet garage?", Sampling(max_tokens=5))
     recalled = " ".join(item.text for item in result.recalled)
     assert "5242" in recalled and "7634" not in recalled
+
+
+def test_a_long_segment_is_cut_into_pieces_that_keep_every_word() -> None:
+    from localctx.memory.summarizer import pieces
+
+    text = " ".join(f"word{i}" for i in range(500))
+    count = lambda t: len(t.split())  # noqa: E731
+    parts = pieces(text, 64, count)
+    assert len(parts) > 7 and all(count(p) <= 64 for p in parts)
+    assert "".join(parts) == text  # consecutive: nothing in the middle is dropped
+    assert all(p.endswith(" ") or p is parts[-1] for p in parts)  # at word boundaries
+    assert pieces("short", 64, count) == ["short"]

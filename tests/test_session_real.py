@@ -144,3 +144,25 @@ def test_kill_9_during_summarization_loses_nothing_committed(
         session = open_session(engine, tmp_path, name="k")
         assert session.summarize_pending(max_segments=1) == 1  # resumes at next start
     assert store.counts()["summaries_pending"] == waiting - 1
+
+
+def test_a_segment_longer_than_the_context_is_summarized_in_pieces(
+    smollm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import localctx.memory.summarizer as summarizer
+    from localctx.engine import EngineSettings, load_engine
+
+    prompts: list[str] = []
+    real = summarizer.run_prompt
+
+    def counting(engine: object, messages: list, sampling: Sampling) -> str:
+        prompts.append(messages[-1]["content"])
+        return real(engine, messages, sampling)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(summarizer, "run_prompt", counting)
+    text = filler(0, 3000)  # ~700 tokens into a 512-cell context
+    with load_engine(EngineSettings(model_path=smollm_path, n_ctx=512, n_threads=1)) as engine:
+        summary = summarizer.summarize_segment(engine, text)
+    assert summary.strip() and len(prompts) >= 2
+    excerpts = [p.split("Excerpt:\n", 1)[1] for p in prompts]
+    assert " ".join(excerpts).split() == text.split()  # every word went to the model

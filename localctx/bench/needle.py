@@ -80,11 +80,17 @@ class Fact:
     def question(self) -> str:
         return f"What is the access code for the {self.subject}? Answer with the number."
 
+    @property
+    def paraphrase(self) -> str:
+        """The same question without the fact's template words ("access code")."""
+        return f"Which number opens the {self.subject}? Reply with digits only."
+
 
 @dataclass
 class NeedleRun:
     model: str
-    history_tokens: int
+    history_tokens: int  # tokens actually fed (the requested size is `requested_history`)
+    requested_history: int
     window: int
     facts: int
     recall_hit_rate: float
@@ -96,6 +102,8 @@ class NeedleRun:
     evictions: int
     summaries: int
     seconds_per_summary: float
+    summary_facts: float  # share of planted facts whose value is in the running summary
+    paraphrase: bool
     history_seconds: float
     answers: list[dict[str, Any]]
 
@@ -138,6 +146,7 @@ def run_needle(
     seed: int = 0,
     summaries: int = 2,
     threads: int | None = None,
+    paraphrase: bool = False,
 ) -> NeedleRun:
     if history < 2 * window:
         raise BadInput(f"history {history} must be at least twice the window {window}")
@@ -160,8 +169,11 @@ def run_needle(
             summarize_per_turn=0,
         )
         start = time.perf_counter()
-        for message in messages:
+        fed = 0
+        for message in messages:  # counted as decoded (template and all), not as requested
+            before = _seen(session)
             session.feed("user", message)
+            fed += max(0, _seen(session) - before)
         history_seconds = time.perf_counter() - start
         start = time.perf_counter()
         summarized = session.summarize_pending(summaries) if summaries else 0
@@ -177,7 +189,8 @@ def run_needle(
                 if not seen:
                     seen.append(time.perf_counter())
 
-            result = session.ask(fact.question, ANSWER, on_text=mark)
+            question = fact.paraphrase if paraphrase else fact.question
+            result = session.ask(question, ANSWER, on_text=mark)
             turn_seconds.append(time.perf_counter() - start)
             if seen:
                 first_token.append(seen[0] - start)
@@ -189,17 +202,22 @@ def run_needle(
                     "depth": fact.depth,
                     "recalled": fact.value in recalled,
                     "correct": fact.value in result.answer,
+                    "question": question,
                     "answer": result.answer[:120],
                     "first_token_seconds": round(seen[0] - start, 3) if seen else None,
                 }
             )
         evictions = session.eviction_count
+        running = session.running_summary
+        for answer in answers:
+            answer["in_summary"] = answer["value"] in running
         store_bytes = store.file_bytes() + snapshots.stats()["snapshot_bytes"]
         store.close()
     n = max(1, len(facts))
     return NeedleRun(
         model=engine.model_name,
-        history_tokens=history,
+        history_tokens=fed,
+        requested_history=history,
         window=window,
         facts=len(facts),
         recall_hit_rate=round(sum(a["recalled"] for a in answers) / n, 3),
@@ -211,9 +229,16 @@ def run_needle(
         evictions=evictions,
         summaries=summarized,
         seconds_per_summary=round(per_summary, 3),
+        summary_facts=round(sum(a["in_summary"] for a in answers) / n, 3),
+        paraphrase=paraphrase,
         history_seconds=round(history_seconds, 2),
         answers=answers,
     )
+
+
+def _seen(session: Session) -> int:
+    policy = session.policy
+    return int(policy.stats().tokens_seen) if policy is not None else session.engine.n_past
 
 
 def grid(history: int | None, window: int | None) -> list[tuple[int, int]]:

@@ -23,6 +23,11 @@ DEFAULT_TEXT = DEFAULT_PROSE
 @click.option("--text", "text_path", type=click.Path(), default=None, help="Filler prose.")
 @click.option("--summaries", type=click.IntRange(0), default=2, show_default=True,
               help="Segments summarized with the model (cost is reported).")  # fmt: skip
+@click.option(
+    "--paraphrase",
+    is_flag=True,
+    help="Ask without the facts' template words ('Which number opens ...').",
+)
 @click.option("--seed", type=int, default=0)
 @click.option("--threads", type=int, default=None)
 @json_option
@@ -33,6 +38,7 @@ def bench_needle(
     model: str | None,
     text_path: str | None,
     summaries: int,
+    paraphrase: bool,
     seed: int,
     threads: int | None,
     as_json: bool,
@@ -58,13 +64,15 @@ def bench_needle(
             seed=seed,
             summaries=summaries,
             threads=threads,
+            paraphrase=paraphrase,
         )
         runs.append(to_json(run))
         if not as_json:
             click.echo(
-                f"history {h:>6}  window {w:>5}  facts {run.facts}  "
+                f"history {run.history_tokens:>6}  window {w:>5}  facts {run.facts}  "
                 f"recall {run.recall_hit_rate:.0%}  answers {run.answer_accuracy:.0%}  "
-                f"{run.seconds_per_turn:.2f} s/turn  {run.store_bytes / 1e6:.1f} MB  "
+                f"{run.seconds_per_turn:.2f} s/turn  first token {run.first_token_p50} s  "
+                f"in summary {run.summary_facts:.0%}  {run.store_bytes / 1e6:.1f} MB  "
                 f"(history {run.history_seconds:.0f} s, {run.summaries} summaries at "
                 f"{run.seconds_per_summary:.1f} s)"
             )

@@ -83,8 +83,39 @@ def run_prompt(engine: Engine, messages: list[ChatMessage], sampling: Sampling) 
     return " ".join(text.split())
 
 
+def pieces(text: str, room_tokens: int, count: CountTokens) -> list[str]:
+    """`text` cut into consecutive pieces of at most `room_tokens` (by `count`), at line or
+    word boundaries where it can (pure given `count`)."""
+    if count(text) <= room_tokens:
+        return [text]
+    out: list[str] = []
+    rest = text
+    while rest:
+        n = count(rest)
+        if n <= room_tokens:
+            out.append(rest)
+            break
+        cut = max(1, len(rest) * room_tokens // n)
+        while cut > 1 and count(rest[:cut]) > room_tokens:
+            cut = cut * 9 // 10
+        for sep in ("\n", " "):  # a whole line or word, if one ends in the back half
+            at = rest.rfind(sep, cut // 2, cut)
+            if at > 0:
+                cut = at + 1
+                break
+        out.append(rest[:cut])
+        rest = rest[cut:]
+    return out
+
+
 def summarize_segment(engine: Engine, text: str) -> str:
-    summary = run_prompt(engine, segment_messages(text), SUMMARY_SAMPLING)
+    """One segment's summary; a segment too long for one prompt is summarized in pieces,
+    never cut in the middle (run_prompt keeps only the head and tail of what overflows)."""
+    overhead = len(engine.tokenize(engine.format_chat(segment_messages(""))))
+    room = engine.n_ctx - SUMMARY_SAMPLING.max_tokens - overhead - 8
+    parts = pieces(text, max(64, room), lambda t: len(engine.tokenize(t)))
+    summaries = [run_prompt(engine, segment_messages(part), SUMMARY_SAMPLING) for part in parts]
+    summary = " ".join(s for s in summaries if s)
     # A model that answers with nothing must not lose the segment from the running summary:
     # fall back to its first sentence, verbatim.
     return summary or text.strip().split("\n")[0][:300]
