@@ -152,6 +152,7 @@ class Session:
         self._ledger = ContextLedger()
         self._started = False
         self._recalled_seq = 0
+        self._recalled_ids: dict[int, set[str]] = {}  # recalled block owner -> item ids
         self._local_ids = 0
         self._pinned_dirty = False
         self._evicted_since_rebuild = 0
@@ -221,6 +222,8 @@ class Session:
         self.last_recall = self._recall(user_text)
         if self.last_recall:
             self._recalled_seq += 1
+            # Which stored items this recalled block holds, so a /forget can take it out.
+            self._recalled_ids[-self._recalled_seq] = {item.id for item in self.last_recall}
             body = retrieval.recalled_text(self.last_recall)
             self._append({"role": "system", "content": body}, -self._recalled_seq, "recalled")
         self.messages.append({"role": "user", "content": user_text})
@@ -353,7 +356,10 @@ class Session:
             self.running_summary = self.store.running_summary(self._sid)
             if self._started:
                 notes = {_note_owner(c) for c in gone.numbers("c")}
-                self._rebuild(drop=gone.numbers("m") | notes)
+                forgotten = set(gone.ids)
+                recalled = {o for o, ids in self._recalled_ids.items() if ids & forgotten}
+                self._rebuild(drop=gone.numbers("m") | notes | recalled)
+                self.last_recall = [i for i in self.last_recall if i.id not in forgotten]
         return gone
 
     def close(self) -> None:

@@ -212,3 +212,22 @@ def test_snapshot_from_other_kv_settings_is_refused_for_a_real_engine(
     with load_engine(q8) as engine:
         assert store.load(key, identity_for(engine, None)) is None  # type: ignore[arg-type]
         assert "type_k, type_v" in store.notices[-1]
+
+
+def test_save_and_load_hold_the_state_about_once(tmp_path: Path) -> None:
+    """A 1 GiB state must not cost 2-3 GiB to save or load: saving writes the header and the
+    state one after the other, loading reads into one buffer the state is a view of."""
+    import tracemalloc
+
+    state = os.urandom(32 * 2**20)
+    store = SnapshotStore(tmp_path / "snaps")
+    tracemalloc.start()
+    key = store.save(ID, TOKENS, state, {})
+    _, save_peak = tracemalloc.get_traced_memory()
+    tracemalloc.reset_peak()
+    snap = store.load(key, ID) if key else None
+    _, load_peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert snap is not None and bytes(snap.data) == state
+    assert save_peak < 0.2 * len(state)  # no concatenated copy
+    assert load_peak < 1.2 * len(state)  # the file's buffer, nothing more

@@ -325,3 +325,21 @@ def test_a_long_segment_is_cut_into_pieces_that_keep_every_word() -> None:
     assert "".join(parts) == text  # consecutive: nothing in the middle is dropped
     assert all(p.endswith(" ") or p is parts[-1] for p in parts)  # at word boundaries
     assert pieces("short", 64, count) == ["short"]
+
+
+def test_forget_also_takes_a_fact_out_of_the_recalled_region(tmp_path: Path) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine, window=400)
+    session.feed("user", FACT)
+    for i in range(6):  # push the fact out of the window into the recall store
+        session.feed("user", f"filler message number {i} " + "lorem ipsum dolor " * 12)
+    assert "4471" not in text(engine)
+    engine.enqueue("it is 4471")
+    session.ask("What is the access code for the blue depot?", Sampling(max_tokens=20))
+    assert any("4471" in item.text for item in session.last_recall)
+    in_recalled = text(engine)
+    assert in_recalled.count("4471") >= 2  # recalled, and the answer
+    session.forget("blue depot 4471")
+    live = text(engine)
+    assert "access code for the blue depot is 4471" not in live  # the recalled copy is gone
+    assert all("4471" not in item.text for item in session.last_recall)

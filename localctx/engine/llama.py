@@ -383,7 +383,11 @@ class LlamaEngine:
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
         """Restore sequence 0 from `state_get` bytes; `tokens` are the tokens it holds."""
         self.kv_clear()
-        buf = (ctypes.c_uint8 * len(data)).from_buffer_copy(data)
+        # A writable buffer (a snapshot loaded into a bytearray) is passed as it is; bytes
+        # are copied once, since ctypes cannot point into an immutable object.
+        writable = isinstance(data, bytearray | memoryview) and not memoryview(data).readonly
+        kind = ctypes.c_uint8 * len(data)
+        buf = kind.from_buffer(data) if writable else kind.from_buffer_copy(data)
         if llama_cpp.llama_state_seq_set_data(self._ctx, buf, len(data), 0) == 0:
             self.kv_clear()
             raise EngineFailed("llama.cpp rejected the saved state (another model or settings?)")

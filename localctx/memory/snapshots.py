@@ -63,7 +63,7 @@ class SnapshotIdentity:
 class Snapshot:
     key: str
     tokens: list[int]
-    data: bytes
+    data: bytes | memoryview  # a view into the file's buffer when loaded (no second copy)
     meta: dict[str, Any] = field(default_factory=dict)
 
 
@@ -80,6 +80,15 @@ def _tokens_digest(tokens: Sequence[int]) -> str:
 
 def encode(identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict) -> bytes:
     """The file bytes (pure): fixed header, JSON header, sha256(header + payload), payload."""
+    head, payload = encode_parts(identity, tokens, data, meta)
+    return head + payload
+
+
+def encode_parts(
+    identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict
+) -> tuple[bytes, bytes]:
+    """(everything before the payload, the payload): written one after the other, so saving
+    a 1 GiB state never holds a second copy of it."""
     header = json.dumps(
         {
             "identity": asdict(identity),
@@ -92,11 +101,14 @@ def encode(identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta:
     ).encode()
     digest = hashlib.sha256(header)
     digest.update(data)
-    return _FIXED.pack(MAGIC, FORMAT_VERSION, len(header)) + header + digest.digest() + data
+    return _FIXED.pack(MAGIC, FORMAT_VERSION, len(header)) + header + digest.digest(), data
 
 
-def decode(blob: bytes, identity: SnapshotIdentity) -> tuple[list[int], bytes, dict] | str:
-    """(tokens, payload, meta), or the reason the bytes cannot be used (pure)."""
+def decode(
+    blob: bytes | bytearray, identity: SnapshotIdentity
+) -> tuple[list[int], bytes | memoryview, dict] | str:
+    """(tokens, payload, meta), or the reason the bytes cannot be used (pure). The payload of
+    a bytearray is a view into it, not a copy (a loaded state is held once)."""
     if len(blob) < _FIXED.size or blob[:8] != MAGIC:
         return "not a localctx snapshot"
     _, version, hlen = _FIXED.unpack_from(blob)
@@ -105,9 +117,12 @@ def decode(blob: bytes, identity: SnapshotIdentity) -> tuple[list[int], bytes, d
     start = _FIXED.size
     if len(blob) < start + hlen + 32:
         return "truncated"
-    header_bytes = blob[start : start + hlen]
-    stored = blob[start + hlen : start + hlen + 32]
-    payload = blob[start + hlen + 32 :]
+    view = memoryview(blob)
+    header_bytes = bytes(view[start : start + hlen])
+    stored = bytes(view[start + hlen : start + hlen + 32])
+    payload = (
+        view[start + hlen + 32 :] if isinstance(blob, bytearray) else blob[start + hlen + 32 :]
+    )
     digest = hashlib.sha256(header_bytes)
     digest.update(payload)
     if digest.digest() != stored:
@@ -143,9 +158,9 @@ class SnapshotStore:
     ) -> str | None:
         """Write atomically; returns the key, or None with a notice (disk full, read-only)."""
         key = identity.key(tokens)
-        blob = encode(identity, tokens, data, meta or {})
+        parts = encode_parts(identity, tokens, data, meta or {})
         try:
-            _atomic_write(self.path(key), blob)
+            _atomic_write(self.path(key), *parts)
         except OSError as exc:
             self.notices.append(f"KV snapshot not saved ({exc.strerror or exc}); kept the old one")
             return None
@@ -156,7 +171,7 @@ class SnapshotStore:
         """The snapshot under `key` if it is intact and made under `identity`, else None."""
         path = self.path(key)
         try:
-            blob = path.read_bytes()
+            blob = _read_into_bytearray(path)
         except FileNotFoundError:
             return None
         except OSError as exc:
@@ -240,14 +255,30 @@ def _read_meta(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def _atomic_write(path: Path, blob: bytes) -> None:
+def _read_into_bytearray(path: Path) -> bytearray:
+    """The whole file in one buffer, read in place (read_bytes() then slicing held ~2x)."""
+    with path.open("rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        buf = bytearray(size)
+        view = memoryview(buf)
+        got = 0
+        while got < size:
+            n = f.readinto(view[got:])
+            if not n:
+                break
+            got += n
+    return buf if got == size else buf[:got]
+
+
+def _atomic_write(path: Path, *parts: bytes) -> None:
     tmp = path.parent / f".{path.name}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_CREAT | os.O_WRONLY | os.O_TRUNC, 0o600)
     try:
-        view = memoryview(blob)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
         os.fsync(fd)
     except BaseException:
         os.close(fd)
