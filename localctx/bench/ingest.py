@@ -13,6 +13,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from localctx.bench.qaset import load_qa
 from localctx.bench.retrieval import evaluate
@@ -96,3 +97,42 @@ def digest_prefill_vs_restore(engine: Engine, digest: str, repeats: int = 3) -> 
         "state_bytes": len(state),
         "ttft_saved_seconds": round(min(prefill) - min(restore), 4),
     }
+
+
+def synthetic_tree(root: Path, n_files: int, *, seed: int = 0) -> Path:
+    """A tree of `n_files` small Python files in nested packages (100 per directory), for the
+    walk-and-memory figure (100,000 files: ~58 s, ~133 MiB peak). Deterministic per seed."""
+    import random
+
+    rng = random.Random(seed)
+    words = ("alpha", "beta", "gamma", "delta", "omega", "ledger", "cache", "window", "token")
+    for i in range(n_files):
+        pkg = root / f"pkg{i // 10000:02d}" / f"mod{(i // 100) % 100:02d}"
+        pkg.mkdir(parents=True, exist_ok=True)
+        name = f"{rng.choice(words)}_{i}"
+        body = (
+            f'"""Module {i}: {rng.choice(words)} helpers."""\n\n\n'
+            f"def {name}(x):\n    return x * {i % 97}\n\n\n"
+            f"class {name.title().replace('_', '')}:\n    size = {i}\n"
+        )
+        (pkg / f"m{i}.py").write_text(body, encoding="utf-8")
+    return root
+
+
+def digest_figure(repo_path: Path, model_path: Path, threads: int | None = None) -> dict[str, Any]:
+    """The digest of `repo_path` (ingested into a fresh store) prefilled vs restored with
+    the given model: the README's time-to-first-token saving of the pinned repository map."""
+    from localctx.bench.settings import bench_settings
+    from localctx.engine import load_engine
+
+    with tempfile.TemporaryDirectory(prefix="localctx-bench-") as tmp:
+        store = ArchivalStore.open(Path(tmp) / "archival.sqlite3")
+        try:
+            report = ingest_repo(repo_path, store)
+            record = store.repo(report.repo)
+            digest = record.digest if record else ""
+        finally:
+            store.close()
+    settings = bench_settings(model_path=model_path, n_ctx=4096, n_threads=threads)
+    with load_engine(settings) as engine:
+        return digest_prefill_vs_restore(engine, digest)

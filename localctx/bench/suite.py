@@ -218,6 +218,13 @@ def _ingest(a: SectionArgs) -> dict[str, Any]:
     return {"subject": "this localctx checkout"} | dict(ingest_benchmark(a.repo_root))
 
 
+def _digest(a: SectionArgs) -> dict[str, Any]:
+    """This checkout's repository map: prefilled vs restored from its KV snapshot."""
+    from localctx.bench.ingest import digest_figure
+
+    return digest_figure(a.repo_root, a.model_path, a.threads)
+
+
 def _gauge(a: SectionArgs) -> dict[str, Any]:
     from localctx.bench.gauge import gauge_overhead
 
@@ -287,6 +294,7 @@ SECTIONS = (  # cheapest first, so a run cut short keeps the most
     Section("gauge", "gauge overhead", "localctx.bench.gauge", _gauge, in_quick=True),
     Section("ingest", "ingest files/s", "localctx.bench.ingest", _ingest),
     Section("planner", "planner accuracy", "localctx.bench.planner", _planner),
+    Section("digest", "repo digest: prefill vs restore", "localctx.bench.ingest", _digest),
     Section("eviction", "eviction vs re-prefill (f16, q8_0)", "localctx.bench.kv", _eviction),
     Section("needle", "needle recall (short)", "localctx.bench.needle", _needle),
     Section("perplexity", "perplexity vs window, sinks vs none", "localctx.bench.ppl", _perplexity),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from localctx.cli.bench_all import bench_all
+from localctx.cli.bench_ingest import bench_ingest
 from localctx.cli.bench_kv import bench_kv, bench_ppl
 from localctx.cli.bench_needle import bench_needle
 from localctx.cli.bench_product import bench_product
@@ -14,7 +15,7 @@ from localctx.cli.bench_retrieval import bench_retrieval
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: kv, ppl, needle, qa, retrieval, product, all (measured, never asserted)."""
+    """Benchmarks (measured, never asserted): kv, ppl, needle, qa, retrieval, product, ..."""
 
 
 bench.add_command(bench_kv, "kv")
@@ -23,4 +24,5 @@ bench.add_command(bench_needle, "needle")
 bench.add_command(bench_qa, "qa")
 bench.add_command(bench_product, "product")
 bench.add_command(bench_retrieval, "retrieval")
+bench.add_command(bench_ingest, "ingest")
 bench.add_command(bench_all, "all")
