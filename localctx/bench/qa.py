@@ -15,6 +15,8 @@ asserted; a set without must-have terms reports `saw` only.
 from __future__ import annotations
 
 import os
+import shutil
+import sqlite3
 import statistics
 import tempfile
 from collections.abc import Callable, Iterator
@@ -176,7 +178,9 @@ def run_qa(
     config = run_config(model=model, threads=threads)
     sampling = Sampling(max_tokens=max_tokens, temperature=0.0, seed=0)
     label = model_label(model)
-    with private_home(), load_engine(config.settings) as engine:
+    index = (cache or paths.cache_dir() / "sdists").parent / "bench-index" / f"{root.name}.sqlite3"
+    with private_home() as home, load_engine(config.settings) as engine:
+        _bring_index(index, home)
         run = QaRun(
             label,
             qa.name,
@@ -201,7 +205,27 @@ def run_qa(
             run.rows.append(row)
             if on_row is not None:
                 on_row(row)
+        _keep_index(home, index)
     return run
+
+
+def _bring_index(index: Path, home: Path) -> None:
+    """Start from the repository index (chunks and vectors) a previous run left, so each
+    run does not embed the same sdist again. Only the archival store: the conversation
+    memory of every run starts empty."""
+    if index.is_file():
+        db = home / "db"
+        db.mkdir(mode=0o700, parents=True, exist_ok=True)
+        shutil.copyfile(index, db / "archival.sqlite3")
+
+
+def _keep_index(home: Path, index: Path) -> None:
+    src = home / "db" / "archival.sqlite3"
+    if src.is_file():
+        index.parent.mkdir(parents=True, exist_ok=True)
+        with sqlite3.connect(src) as conn:  # fold the WAL in, so one file is the whole store
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(src, index)
 
 
 def markdown(runs: list[QaRun]) -> str:
