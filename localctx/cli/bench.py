@@ -9,11 +9,12 @@ from localctx.cli.bench_kv import bench_kv, bench_ppl
 from localctx.cli.bench_needle import bench_needle
 from localctx.cli.bench_qa import bench_qa
 from localctx.cli.bench_retrieval import bench_retrieval
+from localctx.cli.bench_serve import bench_serve
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks: kv, ppl, needle, qa, retrieval, all (measured, never asserted)."""
+    """Benchmarks: kv, ppl, needle, qa, retrieval, serve, all (measured, never asserted)."""
 
 
 bench.add_command(bench_kv, "kv")
@@ -22,3 +23,4 @@ bench.add_command(bench_needle, "needle")
 bench.add_command(bench_qa, "qa")
 bench.add_command(bench_retrieval, "retrieval")
 bench.add_command(bench_all, "all")
+bench.add_command(bench_serve, "serve")
