@@ -218,3 +218,53 @@ def test_metrics_show_the_kv_regions_and_the_token_counts() -> None:
         assert m[("localctx_tokens_total", (("kind", "completion"),))] == len("echo: measure me")
         assert m[("localctx_sessions_open", ())] == 1
         assert m[("localctx_kv_bytes_allocated", ())] > 0
+
+
+class AbortingEngine(FakeEngine):
+    """Stands in for prefill cancellation: a long decode raises as the engine's abort does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.abort = threading.Event()
+
+    def decode(self, tokens: Any, *, make_room: Any = None) -> None:
+        if len(tokens) > 200 and self.abort.is_set():
+            raise KeyboardInterrupt("prefill cancelled")
+        super().decode(tokens, make_room=make_room)
+
+
+def test_a_prefill_aborted_by_the_engine_rewinds_the_turn_and_serving_goes_on() -> None:
+    engine = AbortingEngine()
+    with InProcessServer(engine) as srv:
+        client = srv.client()
+        first = client.chat(ask("short one", user="s")).body["choices"][0]["message"]
+        history = [{"role": "user", "content": "short one"}, first]
+        engine.abort.set()
+        long = {"role": "user", "content": "long " * 300}  # the engine aborts its prefill
+        reply = client.chat({"messages": [*history, long], "user": "s"})
+        assert reply.status == 503 and reply.body["error"]["code"] == "cancelled"  # not hung
+        engine.abort.clear()
+        assert session_rows("s") == [("user", "short one"), ("assistant", "echo: short one")]
+        after = client.chat({"messages": [*history, {"role": "user", "content": "after"}],
+                             "user": "s"}).body  # fmt: skip
+        assert after["localctx"]["history"] == {"stored": 2, "received": 3, "kept": 2,
+                                                "rewound": None}  # fmt: skip
+    assert len(session_rows("s")) == 4
+
+
+def test_evicted_segments_are_summarized_while_the_queue_is_idle() -> None:
+    with InProcessServer(FakeEngine(), ServeConfig(window=256)) as srv:
+        client = srv.client()
+        history: list[dict[str, str]] = []
+        for i in range(4):
+            history.append({"role": "user", "content": f"topic {i} " + "words " * 30})
+            reply = client.chat({"messages": history, "user": "idle", "max_tokens": 8}).body
+            history.append(reply["choices"][0]["message"])
+        assert reply["localctx"]["kv"]["evictions"] > 0
+        summaries = ("localctx_events_total", (("event", "summaries"),))
+        deadline = time.monotonic() + 30
+        while not client.metrics().get(summaries):
+            assert time.monotonic() < deadline, "no summary while idle"
+            time.sleep(0.2)
+    with RecallStore() as store:
+        assert store.running_summary(store.session_id("idle"))

@@ -46,6 +46,7 @@ class SessionSlot:
     started: bool = False  # its context is decoded (prepare_turn ran)
     parked: tuple[list[int], bytes] | None = None
     last_used: float = 0.0
+    may_have_pending: bool = True  # evicted segments may wait for a summary
 
     @property
     def ephemeral(self) -> bool:

@@ -193,7 +193,10 @@ class ModelWorker:
                 job = self.queue.take(timeout=IDLE_TICK)
                 self.metrics.set(queue_depth=self.queue.depth)
                 if job is None:
-                    self._idle()
+                    try:
+                        self._idle()
+                    except Exception:  # idle work must never take the model thread down
+                        log.exception("idle work failed")
                 elif not job.cancel.is_set():
                     self._serve(job)
         finally:
@@ -210,8 +213,19 @@ class ModelWorker:
         self.metrics.set(in_progress=1)
         try:
             job.sink(self._turn(job))
-        except Cancelled:
-            log.info("request cancelled by its client; the turn was rewound")
+        except (Cancelled, KeyboardInterrupt):  # the engine aborts a prefill with the latter
+            log.info("request cancelled; its turn was rewound")
+            # Heard only if the client is still there (a cancel that did not come from it).
+            job.sink(
+                Failed(
+                    ApiError(
+                        503,
+                        "the request was cancelled before it finished; retry",
+                        kind="server_error",
+                        code="cancelled",
+                    )
+                )
+            )
         except ApiError as exc:
             job.sink(Failed(exc))
         except LocalctxError as exc:
@@ -282,6 +296,7 @@ class ModelWorker:
             self.metrics.count("evictions", session.eviction_count - evictions_before)
         if slot.name is not None:
             self.journal.end(slot.name)  # committed: only now is the client told it is done
+        slot.may_have_pending = True
         self.metrics.add(context=context_tokens)
         done.extra["session"] = slot.name
         done.extra["history"] = {
@@ -383,10 +398,12 @@ class ModelWorker:
         if time.monotonic() - self._last_done < self.options.idle_summary_after:
             return
         slot = self.slots.loaded
-        if slot is None or slot.ephemeral or not slot.started:
+        if slot is None or slot.ephemeral or not slot.started or not slot.may_have_pending:
             return
         if self._summarize(slot.session):
             self._publish(slot.session)
+        else:
+            slot.may_have_pending = False  # until its next turn evicts something
 
     def _summarize(self, session: Session) -> int:
         before = self.engine.decoded
