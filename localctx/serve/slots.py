@@ -7,7 +7,9 @@ when its turn comes. Parked states live in RAM up to `park_bytes`; a session tha
 is closed instead — its KV snapshot written to disk, as `localctx chat` does on quit — and
 reopened from that snapshot on its next request.
 
-Opening a session consults the ServeJournal, so a server killed mid-turn comes back to each
+Every session shares one RecallStore and one SnapshotStore (one SQLite connection, and one
+integrity check at start instead of one per session opened). Opening a session consults the
+ServeJournal, so a server killed mid-turn comes back to each
 session's last committed turn (see localctx.serve.journal). Stateless requests get an
 ephemeral session that is deleted when the request ends.
 
@@ -17,6 +19,7 @@ Runs only on the model thread. Must not: talk HTTP, or touch a session that is n
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from typing import Any
 
 from localctx.engine.base import Engine
 from localctx.memory.recall import RecallStore
+from localctx.memory.snapshots import SnapshotStore
 from localctx.serve.journal import ServeJournal
 from localctx.serve.metrics import ServeMetrics
 from localctx.session import Session
@@ -68,6 +72,8 @@ class SessionSlots:
         self.loaded: SessionSlot | None = None
         self._open: OrderedDict[str, SessionSlot] = OrderedDict()
         self.parked_bytes = 0
+        self.store = RecallStore()
+        self.snapshots = SnapshotStore()
 
     # ------------------------------------------------------------------ lifecycle
     def recover(self) -> int:
@@ -75,11 +81,10 @@ class SessionSlots:
         names = self.journal.ephemerals()
         if not names:
             return 0
-        with RecallStore() as store:
-            for name in names:
-                if store.session_exists(name):
-                    store.delete_session(store.session_id(name))
-                self.journal.remove_ephemeral(name)
+        for name in names:
+            if self.store.session_exists(name):
+                self.store.delete_session(self.store.session_id(name))
+            self.journal.remove_ephemeral(name)
         log.info("removed %d stateless session(s) a stopped server left behind", len(names))
         return len(names)
 
@@ -101,7 +106,6 @@ class SessionSlots:
         try:
             slot.session.close()  # ephemeral: deletes its rows
         finally:
-            self._close_store(slot)
             self.journal.remove_ephemeral(slot.session.name or "")
             if self.loaded is slot:
                 self.loaded = None
@@ -116,7 +120,6 @@ class SessionSlots:
             self.loaded = None
         if slot.parked is not None:
             self.parked_bytes -= len(slot.parked[1])
-        self._close_store(slot)
         self._report()
 
     def close_all(self) -> None:
@@ -129,6 +132,7 @@ class SessionSlots:
                 log.warning("session %s: not saved at shutdown: %s", slot.name, exc)
         self._open.clear()
         self._report()
+        self.store.close()
 
     @property
     def open_count(self) -> int:
@@ -137,14 +141,7 @@ class SessionSlots:
     # ------------------------------------------------------------------ internals
     def _open_named(self, name: str, system_prompt: str) -> SessionSlot:
         entry = self.journal.entry(name)
-        session = Session.open(
-            self.engine,
-            name=name,
-            window=self.options.window,
-            repo=self.options.repo,
-            system_prompt=system_prompt,
-            summarize_per_turn=0,  # summaries run while the queue is idle (worker)
-        )
+        session = self._session(name, system_prompt)
         if entry.dirty and session.store is not None:
             key = session.store.snapshot_key(session.session_id)
             if key:
@@ -173,16 +170,22 @@ class SessionSlots:
         return slot
 
     def _open_ephemeral(self, system_prompt: str) -> SessionSlot:
-        session = Session.open(
+        name = f"serve-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(4)}"
+        self.journal.add_ephemeral(name)  # before its first row: a kill leaves it listed
+        return SessionSlot(None, self._session(name, system_prompt, ephemeral=True))
+
+    def _session(self, name: str, system_prompt: str, *, ephemeral: bool = False) -> Session:
+        return Session(
             self.engine,
+            system_prompt,
+            store=self.store,
+            snapshots=self.snapshots,
+            name=name,
             window=self.options.window,
             repo=self.options.repo,
-            system_prompt=system_prompt,
-            ephemeral=True,
-            summarize_per_turn=0,
+            summarize_per_turn=0,  # summaries run while the queue is idle (worker)
+            ephemeral=ephemeral,
         )
-        self.journal.add_ephemeral(session.name or "")
-        return SessionSlot(None, session)
 
     def _load(self, slot: SessionSlot) -> None:
         if self.loaded is slot:
@@ -239,14 +242,9 @@ class SessionSlots:
             if slot.name is not None:
                 self._open.pop(slot.name, None)
                 self.journal.clean(slot.name)
-            self._close_store(slot)
             if self.loaded is slot:
                 self.loaded = None
             self._report()
-
-    def _close_store(self, slot: SessionSlot) -> None:
-        if slot.session.store is not None:
-            slot.session.store.close()
 
     def _report(self) -> None:
         self.metrics.set(sessions_open=len(self._open), parked_bytes=self.parked_bytes)
