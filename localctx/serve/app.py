@@ -281,6 +281,9 @@ async def _whole(
             if isinstance(event, Failed):
                 worker.metrics.request(CHAT, event.error.status)
                 return _error(event.error)
+    except asyncio.CancelledError:  # the server stopped waiting (shutdown): so does the model
+        worker.abandon(job)
+        raise
     finally:
         gone.cancel()
 
