@@ -640,7 +640,7 @@ class Session:
         cut = self._rewind_cut(set(dropped), rows[keep - 1] if keep else None)
         summary = self.store.running_summary(self._sid)
         deleted: set[str] = set()
-        for mid in dropped:
+        for mid in reversed(dropped):  # newest first: a kill mid-way leaves a prefix
             deleted.update(self.store.forget(f"m{mid}").ids)
         held_in_segments = any(item.startswith("s") for item in deleted)
         if not held_in_segments:  # forget rebuilt the running summary from the segments: undo

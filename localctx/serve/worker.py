@@ -34,7 +34,7 @@ from localctx.engine.base import Engine, Sampling
 from localctx.errors import LocalctxError
 from localctx.gauge import GaugeSampler
 from localctx.serve.gate import TextGate
-from localctx.serve.history import plan_history
+from localctx.serve.history import HistoryPlan, plan_history
 from localctx.serve.journal import ServeJournal
 from localctx.serve.metrics import ServeMetrics
 from localctx.serve.protocol import ApiError, ChatRequest, Message, Usage
@@ -266,28 +266,15 @@ class ModelWorker:
         summary_tokens = self._catch_up_summaries(slot)
         stored = [Message(m["role"], m["content"]) for m in session.messages]
         plan = plan_history(stored, req.history)
-        rewound = ""
-        if plan.rewinds:
-            rewound = session.rewind(plan.keep)
-            log.info(
-                "session %s: the history differs from the stored one at message %d "
-                "(stored %d, received %d); %s back to message %d",
-                name,
-                plan.diverged_at,
-                plan.stored,
-                len(req.history),
-                rewound,
-                plan.keep,
-            )
-            self.metrics.count("rewinds")
-            if rewound == "rebuilt":
-                self.metrics.count("rebuilds")
-        context_tokens = meter.decoded - decoded_at_start - summary_tokens
-        keep = len(session.messages)
+        keep = plan.keep
         evictions_before = session.eviction_count
         if slot.name is not None:
-            self.journal.begin(slot.name, keep)
+            self.journal.begin(slot.name, keep)  # before the rewind: a kill mid-way finishes it
+        rewound = ""
         try:
+            if plan.rewinds:
+                rewound = self._rewind(session, name, plan, len(req.history))
+            context_tokens = meter.decoded - decoded_at_start - summary_tokens
             done = self._reply(job, session, plan.new, decoded_at_start + summary_tokens)
         except BaseException:
             self._undo(slot, keep)
@@ -306,6 +293,23 @@ class ModelWorker:
             "rewound": rewound or None,
         }
         return done
+
+    def _rewind(self, session: Session, name: str, plan: HistoryPlan, received: int) -> str:
+        how = session.rewind(plan.keep)
+        log.info(
+            "session %s: the history differs from the stored one at message %d (stored %d, "
+            "received %d); %s back to message %d",
+            name,
+            plan.diverged_at,
+            plan.stored,
+            received,
+            how,
+            plan.keep,
+        )
+        self.metrics.count("rewinds")
+        if how == "rebuilt":
+            self.metrics.count("rebuilds")
+        return how
 
     def _reply(self, job: Job, session: Session, new: Sequence[Message], decoded_from: int) -> Done:
         sampling: Sampling = job.request.sampling
