@@ -11,7 +11,9 @@ served from the cache per request, and the server's peak RSS (sampled every 0.1 
 Overhead: one client, the same prompt through `answer_once` (what `localctx ask` runs) in this
 process and through one streamed HTTP request, interleaved `rounds` times so a noisy machine
 slows both alike; decode tok/s of each (HTTP: as the client sees the tokens arrive, from the
-first content chunk to the last) and the median ratio.
+first content chunk to the last) and the median ratio. Two processes on a shared 2-core
+machine drift apart by more than 5% between rounds, so `transport_overhead` also compares,
+request by request, the server engine's own tok/s with what its client received.
 
 Bounded: at most `clients x turns` requests, and no new request after `timeout` seconds.
 Must not: write to the user's stores, or run the model in this process during the load phase.
@@ -175,7 +177,12 @@ def run_serve_bench(
 # ---------------------------------------------------------------------- the server process
 @contextmanager
 def _server(home: Path, args: list[str]) -> Any:
+    """The server child; stopped on the way out, also when this process gets SIGTERM (turned
+    into SystemExit here so the `finally` runs and no server is left behind)."""
     env = os.environ | {"LOCALCTX_HOME": str(home), "LOCALCTX_MODELS": str(paths.models_dir())}
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _exit_on_term)
     proc = subprocess.Popen(
         [sys.executable, "-m", "localctx", "serve", "--port", "0", *args],
         env=env,
@@ -211,6 +218,12 @@ def _server(home: Path, args: list[str]) -> Any:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _exit_on_term(sig: int, frame: Any) -> None:
+    raise SystemExit(128 + sig)
 
 
 class _PeakRss(threading.Thread):
@@ -389,6 +402,11 @@ def _overhead(port: int, config: Any, rounds: int, tokens: int, home: Path) -> d
         "ask_decode_tps_runs": [round(x, 2) for x in ask_tps],
         "http_decode_tps_runs": [round(x, 2) for x in http_tps],
         "overhead": round(1 - http_med / ask_med, 4) if ask_med else None,
+        # the same requests, as the server's engine made the tokens vs as the client got them:
+        # what HTTP itself costs, whatever the machine's noise between rounds
+        "transport_overhead": (
+            round(1 - http_med / statistics.median(server_tps), 4) if server_tps else None
+        ),
         "ask_first_token_seconds": _med(ask_ttft),
         "http_first_token_seconds": _med(http_ttft),
     }

@@ -59,5 +59,6 @@ def bench_serve(
     if o:
         click.echo(
             f"one client, {o['completion_tokens']} tokens: ask {o['ask_decode_tps']} tok/s, "
-            f"HTTP {o['http_decode_tps']} tok/s (overhead {o['overhead']:.1%})"
+            f"HTTP {o['http_decode_tps']} tok/s (overhead {o['overhead']:.1%}; the transport "
+            f"itself {o['transport_overhead']:.1%})"
         )
