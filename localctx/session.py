@@ -238,7 +238,7 @@ class Session:
         # A base model on the plain transcript has no end-of-turn token: it goes on to write
         # the user's next line. Stop there, and take those tokens back out of the cache.
         plain = self.engine.chat_template_source.startswith("none")
-        stops = PLAIN_STOPS if plain else ()
+        stops = (PLAIN_STOPS if plain else ()) + tuple(sampling.stop)
         try:
             for event in self.engine.generate(sampling, cancel=cancel, make_room=self._room):
                 pieces.append(event.text)
@@ -632,3 +632,106 @@ class Session:
 
     def _identity(self) -> Any:
         return identity_for(self.engine, self.window)
+
+    # ------------------------------------------------------------------ history edits (serve)
+    def set_system_prompt(self, text: str) -> bool:
+        """Use another system prompt (an API client sends its own): the pinned region and the
+        window tail are re-decoded once. Returns whether it changed."""
+        if text == self.system_prompt:
+            return False
+        self.system_prompt = text
+        if self._started:
+            self._rebuild()
+        return True
+
+    def rewind(self, keep: int) -> str:
+        """Drop every message after the first `keep` (an edited history, an abandoned turn):
+        from the store and its index, from the segments and summaries that hold them, from any
+        KV snapshot of this session, and from the cache.
+
+        Returns "trimmed" when the dropped messages were all still in the window (the cache is
+        cut at their first token: milliseconds), "rebuilt" when some had been evicted (the
+        pinned region and the newest kept messages are re-decoded, as on a resume without a
+        snapshot: one window of prefill), "dropped" before the context started, "" when there
+        was nothing to drop.
+        """
+        if self.store is None:
+            raise EngineFailed("rewinding a session needs its memory store")
+        if self._started:
+            self._collect_evictions()  # every evicted segment is in the store before deleting
+        rows = self.store.messages(self._sid)
+        if keep < 0 or keep >= len(rows):
+            return ""
+        dropped = [mid for mid, _, _ in rows[keep:]]
+        cut = self._rewind_cut(set(dropped), rows[keep - 1] if keep else None)
+        summary = self.store.running_summary(self._sid)
+        deleted: set[str] = set()
+        for mid in reversed(dropped):  # newest first: a kill mid-way leaves a prefix
+            deleted.update(self.store.forget(f"m{mid}").ids)
+        held_in_segments = any(item.startswith("s") for item in deleted)
+        if not held_in_segments:  # forget rebuilt the running summary from the segments: undo
+            self.store.set_running_summary(self._sid, summary)
+        key = self.store.snapshot_key(self._sid)
+        if key and self.snapshots is not None:  # it holds the dropped text: never resume it
+            self.snapshots.delete(key)
+        self.store.set_snapshot_key(self._sid, None)
+        self._evicted_message_ids.difference_update(dropped)
+        if not self._started:
+            return "dropped"
+        if cut is not None and not held_in_segments:
+            position, last, last_open = cut
+            n_drop = self.engine.n_past - position
+            if n_drop > 0:
+                self.engine.kv_remove(position, -1)
+                del self._ledger.tokens[-n_drop:], self._ledger.owners[-n_drop:]
+            self._ledger.last, self._ledger.last_open = last, last_open
+            self.messages = self.messages[:keep]
+            return "trimmed"
+        self.running_summary = self.store.running_summary(self._sid)
+        self.core = self.store.core()
+        self._decode_pinned()
+        self._replay_history()
+        return "rebuilt"
+
+    def _rewind_cut(
+        self, dropped: set[int], kept_last: tuple[int, str, str] | None
+    ) -> tuple[int, ChatMessage | None, bool] | None:
+        """Where to cut the cache so that it ends exactly after the kept messages, and the
+        ledger's `last` there; None when the cache cannot say (then rebuild)."""
+        if not self._started or dropped & self._evicted_message_ids:
+            return None
+        pinned = self._ledger.pinned_len
+        held = self.engine.cells_used - pinned
+        if held < 0 or self.engine.cells_used != self.engine.n_past:
+            return None
+        owners = self._ledger.owners[len(self._ledger.owners) - held :]
+        tokens = self.engine.tokens[pinned:]
+        if len(owners) != held or self._ledger.tokens[len(self._ledger.tokens) - held :] != tokens:
+            return None  # the record lost track of the cache
+        at = next((i for i, owner in enumerate(owners) if owner in dropped), held)
+        while at > 0 and self._ledger.kinds.get(owners[at - 1]) == "recalled":
+            at -= 1  # the snippets recalled for a dropped turn go with it
+        if kept_last is None:
+            return (pinned, None, False) if at == 0 else None
+        mid, role, content = kept_last
+        if at == 0 or owners[at - 1] != mid:
+            return None  # the cache does not end with the kept message (evicted, or a note)
+        start = at
+        while start > 0 and owners[start - 1] == mid:
+            start -= 1
+        run = tokens[start:at]
+        closing = self._closing_tokens(role)
+        closed = bool(closing) and run[-len(closing) :] == closing
+        if role == "assistant":
+            return pinned + at, {"role": role, "content": content}, not closed
+        return (pinned + at, {"role": role, "content": content}, False) if closed else None
+
+    def _closing_tokens(self, role: str) -> list[int]:
+        """The tokens the template closes a `role` message with (ChatML: <|im_end|> and a
+        newline); a reply the model generated lacks them (it stops at end-of-generation)."""
+        mark = "\x00localctx\x00"
+        rendered = layout.render(
+            self.engine.format_chat, [{"role": role, "content": mark}], generation=False
+        )
+        at = rendered.rfind(mark)
+        return self.engine.tokenize(rendered[at + len(mark) :]) if at >= 0 else []

@@ -63,3 +63,7 @@ from localctx.cli.plan import plan  # noqa: E402
 
 for _command in (chat, ask, ingest, plan, models, memory, bench, where):
     main.add_command(_command)
+
+from localctx.cli.serve import serve  # noqa: E402
+
+main.add_command(serve)

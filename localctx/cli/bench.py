@@ -11,11 +11,12 @@ from localctx.cli.bench_needle import bench_needle
 from localctx.cli.bench_product import bench_product
 from localctx.cli.bench_qa import bench_qa
 from localctx.cli.bench_retrieval import bench_retrieval
+from localctx.cli.bench_serve import bench_serve
 
 
 @click.group()
 def bench() -> None:
-    """Benchmarks (measured, never asserted): kv, ppl, needle, qa, retrieval, product, ..."""
+    """Benchmarks, measured and never asserted: kv ppl needle qa retrieval product serve ..."""
 
 
 bench.add_command(bench_kv, "kv")
@@ -26,3 +27,4 @@ bench.add_command(bench_product, "product")
 bench.add_command(bench_retrieval, "retrieval")
 bench.add_command(bench_ingest, "ingest")
 bench.add_command(bench_all, "all")
+bench.add_command(bench_serve, "serve")

@@ -50,6 +50,9 @@ class Sampling:
     repeat_penalty: float = 1.1
     repeat_last_n: int = 64
     seed: int = 0
+    # Text that ends the reply (an API client's `stop`); the session cuts the reply before it
+    # and takes those tokens back out of the cache. Engines ignore it.
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
