@@ -112,7 +112,7 @@ class Session:
         owns_repo: bool = False,
         recall_all: bool = False,
         ephemeral: bool = False,
-        expand: bool = False,
+        expand: bool = True,
     ) -> None:
         self.engine = engine
         self.system_prompt = system_prompt

@@ -212,7 +212,6 @@ SOURCES_HEADER = (
     "Sources from the repository, the most relevant first. Answer from them; name the file"
     " and cite path:line for what you use. If they do not answer the question, say so."
 )
-SOURCES_TRAILER = ""  # said after the sources, right before the question (see the README)
 MEMORY_HEADER = "From earlier in this conversation (may be relevant):"
 MEMORY_ALL_HEADER = "From earlier conversations (may be relevant):"
 
@@ -227,8 +226,6 @@ def recalled_text(items: Sequence[RecalledItem]) -> str:
         body = [SOURCES_HEADER]
         for n, item in enumerate(code, 1):
             body.append(f"[{n}] {item.citation}\n{item.text.rstrip()}")
-        if SOURCES_TRAILER:
-            body.append(SOURCES_TRAILER)
         parts.append("\n\n".join(body))
     if memory:
         header = MEMORY_ALL_HEADER if any(i.session for i in memory) else MEMORY_HEADER
