@@ -9,6 +9,12 @@ and is summarized by the same model *between* turns (`summarize_pending`), never
 stream. Before each answer the user's message is searched (BM25) over the recall store and the
 attached repo, and the best passages that fit a token budget are decoded right before it.
 
+Long work can be stopped and watched: within `supervised(cancel, progress)` (or with
+`stream(..., cancel=)`) setting the event stops a prefill within one batch, a reply within one
+token and the summaries between (and inside) segments; a message whose prefill was stopped is
+taken back whole (cells, window bookkeeping, ledger, store), so the session is exactly as
+before it. Prefills report `Progress` in tokens after every batch, summaries in segments.
+
 Must not: render anything, or import llama_cpp / textual. `Session(engine)` alone keeps the
 old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 """
@@ -16,7 +22,10 @@ old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 from __future__ import annotations
 
 import contextlib
+import copy
+import os
 import secrets
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,14 +34,21 @@ from pathlib import Path
 from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine, Sampling, TokenEvent
-from localctx.errors import EngineFailed
+from localctx.errors import BadInput, Cancelled, EngineFailed
 from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, retrieval, summarizer
-from localctx.memory.context import ContextLedger, PinnedParts, identity_for, make_policy
+from localctx.memory.context import (
+    ContextLedger,
+    LedgerMark,
+    PinnedParts,
+    identity_for,
+    make_policy,
+)
 from localctx.memory.explicit import forget_everywhere
 from localctx.memory.recall import Forgotten, RecallStore
 from localctx.memory.retrieval import RecalledItem
 from localctx.memory.snapshots import SnapshotStore
+from localctx.progress import Progress, ProgressCallback
 
 DEFAULT_SYSTEM = (
     "You are localctx, a helpful assistant running fully offline on the user's machine. "
@@ -69,6 +85,71 @@ def _note_owner(core_id: int) -> int:
     return -(10**6 + core_id)
 
 
+# A rollback point keeps the cache's state in memory up to this size, on disk beyond it (a
+# full 32K context of the default model is ~384 MiB: twice that in RAM for a moment could
+# push a machine the planner sized to fit into swap). Saving costs ~2 ms per 1,000 tokens.
+ROLLBACK_IN_MEMORY_BYTES = 64 * 2**20
+
+
+@dataclass
+class _Stage:
+    """A long piece of work being reported: how much of `total` is done."""
+
+    stage: str
+    total: int
+    unit: str
+    report_to: ProgressCallback | None
+    started: float = field(default_factory=time.perf_counter)
+    done: int = 0
+
+    def expect(self, n: int) -> None:
+        self.total += max(0, n)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        self.report()
+
+    def report(self) -> None:
+        if self.report_to is not None:
+            self.total = max(self.total, self.done)
+            seconds = time.perf_counter() - self.started
+            self.report_to(Progress(self.stage, self.done, self.total, self.unit, seconds))
+
+
+@dataclass
+class _Rollback:
+    """Everything a message's prefill changes, as it was before it (see `_rewind`)."""
+
+    n_past: int
+    tokens: list[int]
+    ledger: LedgerMark
+    window: Any  # the sink window's checkpoint, None without one
+    messages: int
+    last_recall: list[RecalledItem]
+    recalled_seq: int
+    stored: list[int] = field(default_factory=list)  # store ids to discard
+    state: bytes | None = None
+    state_file: Path | None = None
+
+    def drop_state(self) -> None:
+        self.state = None
+        if self.state_file is not None:
+            with contextlib.suppress(OSError):
+                self.state_file.unlink()
+            self.state_file = None
+
+
+@dataclass(frozen=True)
+class _Turn:
+    """The newest exchange, as `retract_last_turn` needs it."""
+
+    user_id: int
+    reply_id: int
+    recalled_owner: int | None
+    before: ChatMessage | None  # what ended the cache before the turn
+    before_open: bool
+
+
 @dataclass
 class TurnResult:
     answer: str
@@ -92,6 +173,15 @@ class Eviction:
 
 
 class Session:
+    # Set for one unit of work by `supervised` (the TUI's workers, `ask`).
+    _cancel: threading.Event | None = None
+    _progress: ProgressCallback | None = None
+    _stage_now: _Stage | None = None
+    # Counters of the sink windows a rebuild replaced, so the gauge counts over the session.
+    _retired_evicted_tokens = 0
+    _retired_evictions = 0
+    _last_turn: _Turn | None = None
+
     def __init__(
         self,
         engine: Engine,
@@ -208,18 +298,45 @@ class Session:
         *,
         cancel: threading.Event | None = None,
     ) -> Iterator[TokenEvent]:
-        """Recall, append the user's message, and stream the reply (make_room evicts)."""
+        """Recall, append the user's message, and stream the reply (make_room evicts).
+
+        A cancel while the message is read (`cancel`, else the event `supervised` gave)
+        takes the message back whole and raises Cancelled; a cancel during the reply ends it
+        (stop_reason "cancelled") and the partial reply stays, as a reply.
+        """
         sampling = sampling or Sampling()
+        cancel = cancel if cancel is not None else self._cancel
+        with self.engine.cancellable(cancel):
+            yield from self._stream(user_text, sampling, cancel)
+
+    def _stream(
+        self, user_text: str, sampling: Sampling, cancel: threading.Event | None
+    ) -> Iterator[TokenEvent]:
         self.prepare_turn()
         cells_before = self.engine.cells_used
+        before = self._mark()
         self.last_recall = self._recall(user_text)
+        recalled: ChatMessage | None = None
         if self.last_recall:
             self._recalled_seq += 1
-            body = retrieval.recalled_text(self.last_recall)
-            self._append({"role": "system", "content": body}, -self._recalled_seq, "recalled")
+            recalled = {"role": "system", "content": retrieval.recalled_text(self.last_recall)}
+        user: ChatMessage = {"role": "user", "content": user_text}
+        recalled_tokens, user_tokens = self._turn_tokens(recalled, user)
         self.messages.append({"role": "user", "content": user_text})
         uid = self._store_message("user", user_text)
-        self._append({"role": "user", "content": user_text}, uid, "message", generation=True)
+        before.stored.append(uid)
+        try:
+            n_new = len(recalled_tokens) + len(user_tokens)
+            with self._stage("reading the prompt", n_new):
+                self._keep_state_if_evicting(before, n_new)
+                if recalled is not None:
+                    self._append_tokens(recalled_tokens, recalled, -self._recalled_seq, "recalled")
+                self._append_tokens(user_tokens, user, uid, "message")
+        except Cancelled:
+            self._rewind(before)
+            raise
+        finally:
+            before.drop_state()
         self._last_prompt_tokens = self.engine.cells_used
         self._last_reused = min(cells_before, self._last_prompt_tokens)
         aid = self._store_message("assistant", "")
@@ -252,6 +369,13 @@ class Session:
             if self.store is not None and aid > 0:
                 self.store.set_message_content(aid, raw)
             self._collect_evictions()
+            self._last_turn = _Turn(
+                uid,
+                aid,
+                -self._recalled_seq if recalled is not None else None,
+                before.ledger.last,
+                before.ledger.last_open,
+            )
 
     def ask(
         self,
@@ -312,29 +436,41 @@ class Session:
         except EngineFailed as exc:  # an engine that cannot save its state (a remote server)
             self.notices.append(f"summaries wait for a local model: {exc}")
             return 0
-        try:
-            for seg, summary, running in summarizer.summarize_all(
-                self.engine, self.store, pending, self.summary_budget, self._count
-            ):
-                if seg.session_id == self._sid:
-                    self.running_summary = running
-                    self._pinned_dirty = True
-                if self.last_eviction and self.last_eviction.segment_id == seg.id:
-                    self.last_eviction.summary = summary
+        written = 0
+        try:  # a cancel stops it between segments, or inside one (that one stays pending)
+            with self._stage("summarizing", len(pending), unit="segments") as stage:
+                for seg, summary, running in summarizer.summarize_all(
+                    self.engine, self.store, pending, self.summary_budget, self._count
+                ):
+                    if seg.session_id == self._sid:
+                        self.running_summary = running
+                        self._pinned_dirty = True
+                    if self.last_eviction and self.last_eviction.segment_id == seg.id:
+                        self.last_eviction.summary = summary
+                    written += 1
+                    stage.advance(1)
         finally:
             self._restore_cache(saved)
-        return len(pending)
+        return written
 
     def remember(self, text: str) -> int:
         """/remember: pin a fact to core memory; it is in context from the next turn on."""
         if self.store is None:
             raise EngineFailed("this session has no memory store")
+        used, need = self.core_tokens(), self._count(text.strip())
+        if used + need > self.core_budget:
+            raise BadInput(
+                f"core memory holds {used} of its {self.core_budget} tokens and this needs "
+                f"{need}: it is in every context and never trimmed, so pin a shorter excerpt "
+                "or /forget a core fact (c…) first"
+            )
         cid = self.store.add_core(text)
         self.core = self.store.core()
         if self._started:  # in the window now, in the pinned region from the next rebuild
-            note = {"role": "system", "content": f"Remember: {text.strip()}"}
-            self._append(note, _note_owner(cid), "message")  # type: ignore[arg-type]
             self._pinned_dirty = True
+            note = {"role": "system", "content": f"Remember: {text.strip()}"}
+            with contextlib.suppress(Cancelled):  # stopped: pinned from the next rebuild on
+                self._append(note, _note_owner(cid), "message")  # type: ignore[arg-type]
         return cid
 
     def forget(self, id_or_query: str) -> Forgotten:
@@ -347,8 +483,85 @@ class Session:
             self.running_summary = self.store.running_summary(self._sid)
             if self._started:
                 notes = {_note_owner(c) for c in gone.numbers("c")}
-                self._rebuild(drop=gone.numbers("m") | notes)
+                # Stopped half-way, the context is rebuilt from memory at the next turn.
+                with contextlib.suppress(Cancelled):
+                    self._rebuild(drop=gone.numbers("m") | notes)
         return gone
+
+    @contextlib.contextmanager
+    def supervised(
+        self,
+        cancel: threading.Event | None = None,
+        progress: ProgressCallback | None = None,
+    ) -> Iterator[None]:
+        """Within this block any work (a turn, summaries, /remember, /forget, starting the
+        context) stops when `cancel` is set, and long work reports to `progress`."""
+        saved = self._cancel, self._progress
+        self._cancel, self._progress = cancel, progress
+        try:
+            with self.engine.cancellable(cancel):
+                yield
+        finally:
+            self._cancel, self._progress = saved
+
+    def retract_last_turn(self) -> str | None:
+        """Take back the newest exchange (the user's message and the reply to it), to ask it
+        again or edit it: its tokens leave the end of the cache, its messages leave the store
+        and `messages`. Text the turn pushed out of the window stays in memory as evicted
+        segments (putting it back would mean reading it again). Returns the user's text, or
+        None when there is no exchange to take back."""
+        turn = self._last_turn or self._stored_last_turn()
+        if turn is None:
+            return None
+        if not self._started:
+            self.prepare_turn(summarize=False)
+        mine = {turn.user_id, turn.reply_id}
+        if turn.recalled_owner is not None:
+            mine.add(turn.recalled_owner)
+        runs = self._ledger.tail(self.engine.tokens)
+        n = 0
+        while runs and runs[-1][0] in mine:
+            n += len(runs.pop()[2])
+        if n:
+            with self.engine.cancellable(None):
+                self.engine.kv_remove(self.engine.n_past - n, -1)
+        only_pinned = self.engine.cells_used <= self._ledger.pinned_len
+        before = None if only_pinned else turn.before
+        self._ledger.drop_tail(n, before, bool(before) and turn.before_open)
+        text = None
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i]["role"] == "user":
+                text = self.messages[i]["content"]
+                del self.messages[i:]
+                break
+        if self.store is not None:
+            for mid in (turn.user_id, turn.reply_id):
+                self.store.discard_message(mid)
+        self._evicted_message_ids -= mine
+        self.last_recall = []
+        self._last_turn = None
+        return text
+
+    @property
+    def core_budget(self) -> int:
+        """Tokens core memory may hold: it is pinned in every context and never trimmed, so a
+        pinned 20 KB message would crowd out the conversation in every later turn."""
+        return max(128, min(1024, self.window // 8))
+
+    def core_tokens(self) -> int:
+        return sum(self._count(text) for _, text in self.core)
+
+    def stream_totals(self) -> tuple[int, int]:
+        """(tokens seen, evictions) over this session: a rebuild starts a new sink window
+        whose own counters start at 0. Safe from another thread (the gauge)."""
+        policy = self.policy
+        if policy is None:
+            return self._retired_evicted_tokens + self.engine.n_past, self._retired_evictions
+        stats = policy.stats()
+        return (
+            self._retired_evicted_tokens + stats.tokens_seen,
+            self._retired_evictions + stats.evictions,
+        )
 
     def close(self) -> None:
         """Save the whole context as a KV snapshot for `--session` resume, then release the
@@ -397,16 +610,22 @@ class Session:
 
     def _start(self) -> None:
         self._started = True
-        if self.store is not None and self._resume_from_snapshot():
-            return
-        self._decode_pinned()
-        if self.store is not None:
-            self._replay_history()
+        try:
+            with self._stage("starting the context", 0):
+                if self.store is not None and self._resume_from_snapshot():
+                    return
+                self._decode_pinned()
+                if self.store is not None:
+                    self._replay_history()
+        except Cancelled:
+            self._go_stale()
+            raise
 
     def _decode_pinned(self) -> None:
         """Fresh cache: restore the stable pinned prefix from a snapshot or decode it."""
         parts = self._pinned()
         self.engine.kv_clear()
+        self._retire_policy()
         self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
         self._ledger = ContextLedger(pinned_len=len(parts.tokens))
         restored = False
@@ -417,6 +636,7 @@ class Session:
                     self.engine.state_set(snap.data, snap.tokens)
                     restored = True
         self._begin(PINNED_ID, "message")
+        self._expect(len(parts.rest) + (0 if restored else len(parts.stable)))
         if not restored:
             self._decode(parts.stable)
             if self.snapshots is not None and parts.stable_worth_saving:
@@ -443,6 +663,7 @@ class Session:
                 break
             chosen.append(row)
             used += n
+        self._expect(used)
         for mid, role, content in reversed(chosen):
             self._append({"role": role, "content": content}, mid, "message")
         self.messages = [{"role": r, "content": c.strip()} for _, r, c in rows]
@@ -466,6 +687,7 @@ class Session:
         except EngineFailed as exc:
             self.notices.append(f"session snapshot rejected ({exc}); recomputing")
             return False
+        self._retire_policy()
         self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
         self._ledger = ContextLedger.from_snapshot(snap.meta, snap.tokens, len(parts.tokens))
         self._set_pinned_end(len(parts.tokens))
@@ -479,13 +701,17 @@ class Session:
         tail = self._ledger.tail(self.engine.tokens)
         last, last_open = self._ledger.last, self._ledger.last_open
         self._collect_evictions()
-        self._decode_pinned()
-        for owner, kind, tokens in tail:
-            if drop and owner in drop:
-                continue
-            self._begin(owner, kind)
-            self._decode(tokens)
-            self._ledger.add(tokens, owner, kind)
+        kept = [(o, k, t) for o, k, t in tail if not (drop and o in drop)]
+        try:
+            with self._stage("rebuilding context", sum(len(t) for _, _, t in kept)):
+                self._decode_pinned()
+                for owner, kind, tokens in kept:
+                    self._begin(owner, kind)
+                    self._decode(tokens)
+                    self._ledger.add(tokens, owner, kind)
+        except Cancelled:  # half a context is no context: start it again from memory
+            self._go_stale()
+            raise
         self._ledger.last, self._ledger.last_open = last, last_open
         self._collect_evictions()
 
@@ -497,12 +723,31 @@ class Session:
             fmt, self._ledger.last, [message], generation=generation,
             last_open=self._ledger.last_open,
         )  # fmt: skip
-        tokens = self.engine.tokenize(text)
+        self._append_tokens(self.engine.tokenize(text), message, owner, kind)
+
+    def _append_tokens(
+        self, tokens: list[int], message: ChatMessage, owner: int, kind: str
+    ) -> None:
         self._begin(owner, kind)
         self._decode(tokens)
         self._ledger.add(tokens, owner, kind)
         self._ledger.last = message
         self._ledger.last_open = False
+
+    def _turn_tokens(
+        self, recalled: ChatMessage | None, user: ChatMessage
+    ) -> tuple[list[int], list[int]]:
+        """The increments a turn decodes (recalled snippets, then the user's message), counted
+        before any is decoded: the prefill's progress has its total from the start."""
+        fmt = self.engine.format_chat
+        last, last_open = self._ledger.last, self._ledger.last_open
+        recalled_tokens: list[int] = []
+        if recalled is not None:
+            text = layout.continuation(fmt, last, [recalled], generation=False, last_open=last_open)
+            recalled_tokens = self.engine.tokenize(text)
+            last, last_open = recalled, False
+        text = layout.continuation(fmt, last, [user], generation=True, last_open=last_open)
+        return recalled_tokens, self.engine.tokenize(text)
 
     # ------------------------------------------------------------------ recall
     def _recall(self, query: str) -> list[RecalledItem]:
@@ -549,27 +794,32 @@ class Session:
                 self.evictions.append(seg)
             self.last_eviction = Eviction(seg_id, seg.n_tokens, text)
 
-    def _lend_cache(self) -> tuple[list[int], bytes]:
-        """Save the conversation's sequence state so the summarizer may use the cache."""
+    def _lend_cache(self) -> tuple[list[int], bytes, Any]:
+        """Save the conversation's sequence state so the summarizer may use the cache (and the
+        turn's throughput figures, which the summarizer's decoding would overwrite)."""
         tokens = self.engine.tokens
         data = self.engine.state_get() if tokens else b""
         if hasattr(self.policy, "freeze"):
             self.policy.freeze()  # readers (the gauge) see the conversation, not the scratch
-        return tokens, data
+        return tokens, data, copy.copy(self.engine.stats)
 
-    def _restore_cache(self, saved: tuple[list[int], bytes]) -> None:
-        """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it."""
-        tokens, data = saved
+    def _restore_cache(self, saved: tuple[list[int], bytes, Any]) -> None:
+        """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it.
+        Never stopped half-way: a cancel must not leave the summarizer's scratch behind."""
+        tokens, data, stats = saved
         try:
-            if tokens:
-                self.engine.state_set(data, tokens)
-            else:
-                self.engine.kv_clear()
-        except EngineFailed:
-            self.notices.append("context restore failed after summarizing; re-decoded it")
-            self.engine.kv_clear()
-            self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
+            with self.engine.cancellable(None):
+                try:
+                    if tokens:
+                        self.engine.state_set(data, tokens)
+                    else:
+                        self.engine.kv_clear()
+                except EngineFailed:
+                    self.notices.append("context restore failed after summarizing; re-decoded it")
+                    self.engine.kv_clear()
+                    self.engine.decode(tokens)  # same tokens and positions: no policy change
         finally:
+            vars(self.engine.stats).update(vars(stats))
             if hasattr(self.policy, "thaw"):
                 self.policy.thaw()
 
@@ -589,13 +839,132 @@ class Session:
 
     def _decode(self, tokens: list[int]) -> None:
         """Through the window when there is one: it also splits a long text into batches that
-        fit beside the sinks and the pinned region."""
+        fit beside the sinks and the pinned region. Within a reported stage, one batch at a
+        time, each reported as it lands."""
         if not tokens:
             return
+        decode = self.policy.decode if self.policy is not None else self.engine.decode
+        stage, step = self._stage_now, self.engine.settings.n_batch
+        if stage is None:
+            decode(tokens)
+            return
+        for i in range(0, len(tokens), step):
+            chunk = tokens[i : i + step]
+            decode(chunk)
+            stage.advance(len(chunk))
+
+    # ------------------------------------------------------------------ stop, report, take back
+    @contextlib.contextmanager
+    def _stage(self, stage: str, total: int, unit: str = "tokens") -> Iterator[_Stage]:
+        """Report the work inside as one stage; a stage inside another adds to the outer."""
+        outer = self._stage_now
+        if outer is not None:
+            outer.expect(total)
+            yield outer
+            return
+        current = _Stage(stage, total, unit, self._progress)
+        self._stage_now = current
+        try:
+            current.report()
+            yield current
+        finally:
+            self._stage_now = None
+            if unit == "tokens" and current.done > 1:  # the turn's prefill figure, whole
+                self.engine.stats.prefill_tokens = current.done
+                self.engine.stats.prefill_seconds = time.perf_counter() - current.started
+
+    def _expect(self, n: int) -> None:
+        if self._stage_now is not None:
+            self._stage_now.expect(n)
+
+    def _mark(self) -> _Rollback:
+        checkpoint = getattr(self.policy, "checkpoint", None)
+        return _Rollback(
+            n_past=self.engine.n_past,
+            tokens=self.engine.tokens,
+            ledger=self._ledger.mark(),
+            window=checkpoint() if checkpoint is not None else None,
+            messages=len(self.messages),
+            last_recall=list(self.last_recall),
+            recalled_seq=self._recalled_seq,
+        )
+
+    def _keep_state_if_evicting(self, mark: _Rollback, n_new: int) -> None:
+        """Before a message that will evict, keep the cache's state: a rollback could not
+        otherwise put the evicted cells back without re-reading them (seconds per 1,000)."""
+        room = self.policy.window if self.policy is not None else self.engine.n_ctx
+        if not mark.tokens or self.engine.cells_used + n_new <= room:
+            return
+        per_token = self.engine.kv_allocation().total_bytes / max(self.engine.n_ctx, 1)
+        try:
+            if per_token * len(mark.tokens) <= ROLLBACK_IN_MEMORY_BYTES:
+                mark.state = self.engine.state_get()
+            else:
+                fd, name = tempfile.mkstemp(prefix="rollback-", suffix=".kv")
+                os.close(fd)
+                mark.state_file = Path(name)
+                self.engine.state_save(mark.state_file)
+        except (EngineFailed, OSError):  # a remote engine: the rollback re-decodes instead
+            mark.drop_state()
+
+    def _rewind(self, mark: _Rollback) -> None:
+        """Put the cache, the window, the ledger and the store back to `mark` (a message
+        whose prefill was stopped). Never stopped itself."""
+        with self.engine.cancellable(None):
+            window = mark.window
+            evicted = window is not None and self.policy.stats().evictions != window.evictions
+            if not evicted:
+                self.engine.kv_remove(mark.n_past, -1)
+            elif mark.state is not None:
+                self.engine.state_set(mark.state, mark.tokens)
+            elif mark.state_file is not None:
+                self.engine.state_load(mark.state_file)
+            else:
+                self.engine.kv_clear()
+                self.engine.decode(mark.tokens)
+            if window is not None:
+                self.policy.restore(window)
+        self._ledger.rewind(mark.ledger)
+        del self.messages[mark.messages :]
+        self.last_recall, self._recalled_seq = mark.last_recall, mark.recalled_seq
+        if self.store is not None:
+            for mid in mark.stored:
+                self.store.discard_message(mid)
+
+    def _go_stale(self) -> None:
+        """A stopped rebuild: drop the half-built context; the next turn starts it again from
+        the store (snapshot or replayed history), and no snapshot of it is ever saved."""
+        with self.engine.cancellable(None):
+            self.engine.kv_clear()
+        self._collect_evictions()
+        self._retire_policy()
+        self.policy = None
+        self._ledger = ContextLedger()
+        self._started = False
+        self.notices.append("the context was stopped while being built; the next message builds it")
+
+    def _retire_policy(self) -> None:
         if self.policy is not None:
-            self.policy.decode(tokens)
-        else:
-            self.engine.decode(tokens)
+            stats = self.policy.stats()
+            self._retired_evicted_tokens += stats.evicted_tokens
+            self._retired_evictions += stats.evictions
+
+    def _stored_last_turn(self) -> _Turn | None:
+        """The newest exchange of a resumed session, read from the store."""
+        if self.store is None:
+            return None
+        rows = self.store.messages(self._sid)
+        users = [i for i, row in enumerate(rows) if row[1] == "user"]
+        if not users:
+            return None
+        at = users[-1]
+        replies = [row[0] for row in rows[at + 1 :] if row[1] == "assistant"]
+        before = rows[at - 1] if at else None
+        previous: ChatMessage | None = (
+            {"role": before[1], "content": before[2]} if before is not None else None
+        )
+        is_reply = previous is not None and previous["role"] == "assistant"
+        return _Turn(rows[at][0], replies[0] if replies else -1, None, previous, is_reply)
 
     def _room(self, n: int) -> None:
         if self.policy is not None:

@@ -2,7 +2,8 @@
 
 Tokens are UTF-8 bytes (token id = byte value); replies come from a queue the test fills with
 `enqueue("text")`, else the engine echoes the last user message. KV operations act on the same
-position mirror the real engine keeps, so window logic can be unit-tested against it.
+position mirror the real engine keeps, so window logic can be unit-tested against it; it stops
+work like the real engine (between chunks, inside a slow chunk, between tokens).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from localctx.engine.base import (
     TokenEvent,
 )
 from localctx.engine.bytetokens import ByteTokens
+from localctx.engine.cancellation import Cancellation
 from localctx.engine.positions import PositionMirror
 from localctx.errors import EngineFailed
 
 EOG = 256
 
 
-class FakeEngine(ByteTokens):
+class FakeEngine(Cancellation, ByteTokens):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -40,10 +42,12 @@ class FakeEngine(ByteTokens):
         token_delay: float = 0.0,
         can_shift: bool = True,
         bytes_per_token: int = 1024,
+        chunk_delay: float = 0.0,
     ) -> None:
         self.settings = settings or EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096)
         self.stats = GenerationStats()
         self.token_delay = token_delay
+        self.chunk_delay = chunk_delay  # seconds per prefill chunk: a prefill to watch or stop
         self.replies: deque[str] = deque()
         self._can_shift = can_shift
         self._bytes_per_token = bytes_per_token
@@ -98,10 +102,14 @@ class FakeEngine(ByteTokens):
         step = self.settings.n_batch
         for i in range(0, len(tokens), step):
             chunk = list(tokens[i : i + step])
+            self.check_cancel("prefill stopped")
             if make_room:
                 make_room(len(chunk))
             if self.cells_used + len(chunk) > self.n_ctx:
                 raise EngineFailed("the KV cache is full")
+            if self.chunk_delay and len(chunk) > 1:
+                time.sleep(self.chunk_delay)
+                self.check_cancel("prefill stopped")  # as llama.cpp's abort callback does
             self._mirror.extend(chunk)
         self.stats.prefill_tokens = len(tokens)
         self.stats.prefill_seconds = max(len(tokens), 1) * 1e-5
@@ -130,7 +138,7 @@ class FakeEngine(ByteTokens):
         self.stats.stop_reason = "eog"
         start = time.perf_counter()
         for index, token in enumerate(data[: sampling.max_tokens]):
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or self.cancelled:
                 self.stats.stop_reason = "cancelled"
                 return
             if self.token_delay:

@@ -78,6 +78,24 @@ class WindowStats:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class WindowCheckpoint:
+    """SinkWindow bookkeeping at one moment (`SinkWindow.checkpoint`)."""
+
+    stream: list[int]
+    msg: list[int]
+    kind: list[str]
+    current: tuple[int, str]
+    current_start: int | None
+    counters: tuple[int, int, int, int, int, int]
+    queued: int
+    fallback_used: bool
+
+    @property
+    def evictions(self) -> int:
+        return self.counters[2]
+
+
 class SinkWindow:
     """n_sink sinks + a pinned region + a rolling window, all within `window` cells."""
 
@@ -175,6 +193,53 @@ class SinkWindow:
             self._sync()
             self._current = (message_id, kind)
             self._current_start = len(self._stream)
+
+    def checkpoint(self) -> WindowCheckpoint:
+        """The window's bookkeeping now, to `restore` when the message being decoded is taken
+        back (a cancelled prefill); the caller restores the cache itself."""
+        with self._lock:
+            self._sync()
+            return WindowCheckpoint(
+                stream=list(self._stream),
+                msg=list(self._msg),
+                kind=list(self._kind),
+                current=self._current,
+                current_start=self._current_start,
+                counters=(
+                    self._tokens_seen,
+                    self._stream_floor,
+                    self._evictions,
+                    self._evicted_tokens,
+                    self._seq,
+                    self._peak,
+                ),
+                queued=len(self.queue),
+                fallback_used=self._fallback_used,
+            )
+
+    def restore(self, mark: WindowCheckpoint) -> None:
+        """Back to `checkpoint()`: segments evicted since are dropped from the queue (the
+        caller put the cache back, so they are in it again)."""
+        with self._lock:
+            pending = self.queue.drain()
+            for segment in pending[: mark.queued]:
+                self.queue.put(segment)
+            self._stream, self._msg, self._kind = list(mark.stream), list(mark.msg), list(mark.kind)
+            self._current, self._current_start = mark.current, mark.current_start
+            (
+                self._tokens_seen,
+                self._stream_floor,
+                self._evictions,
+                self._evicted_tokens,
+                self._seq,
+                self._peak,
+            ) = mark.counters
+            self._fallback_used = mark.fallback_used
+            if self.engine.n_past != len(self._stream):
+                raise EngineFailed(
+                    f"the cache holds {self.engine.n_past} positions after a restore, "
+                    f"the window expected {len(self._stream)}"
+                )
 
     @property
     def protected_end(self) -> int:
@@ -302,8 +367,10 @@ class SinkWindow:
             self._fallback_logged = True
         stats = self.engine.stats
         saved = (stats.prefill_tokens, stats.prefill_seconds)  # keep the caller's prefill figure
-        self.engine.kv_clear()
-        self.engine.decode(kept)
+        # Never stopped half-way: a cancel would leave the cache without what it must keep.
+        with self.engine.cancellable(None):
+            self.engine.kv_clear()
+            self.engine.decode(kept)
         stats.prefill_tokens, stats.prefill_seconds = saved
         self._fallback_used = True
 
