@@ -8,6 +8,7 @@ the store to recall chunks from. `search_repo` is the one-call search behind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,16 +49,18 @@ def attach(
     token_counter: TokenCounter | None = None,
     store: ArchivalStore | None = None,
     digest_tokens: int = DIGEST_TOKENS,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> RepoContext:
     """Bring the index of `repo_path` up to date and return what a chat needs from it.
 
     With `token_counter` (the loaded model's tokenizer) the digest is guaranteed to fit
     `digest_tokens` real tokens; it is rebuilt with that counter only when the stored one
     (sized with the calibrated estimate) does not fit, so it stays stable between chats.
-    The caller owns the returned store (close it when the chat ends).
+    The caller owns the returned store (close it when the chat ends); `on_progress` hears
+    each file the ingest walks (the chat's status line shows it).
     """
     store = store or ArchivalStore.open()
-    report = ingest_repo(repo_path, store, digest_tokens=digest_tokens)
+    report = ingest_repo(repo_path, store, digest_tokens=digest_tokens, on_progress=on_progress)
     record = store.repo(report.repo)
     assert record is not None
     digest, key = record.digest, record.digest_key
