@@ -48,6 +48,9 @@ def duration(seconds: float) -> str:
 
 def describe(p: Progress) -> str:
     """`reading the prompt 1,024/5,210 tokens · ETA 17 s` (the ETA once there is a rate)."""
-    head = f"{p.stage} {p.done:,}/{p.total:,} {p.unit}" if p.total else p.stage
+    if p.total:
+        head = f"{p.stage} {p.done:,}/{p.total:,} {p.unit}"
+    else:  # no total known (files of an ingest)
+        head = f"{p.stage} {p.done:,} {p.unit}" if p.done else p.stage
     eta = p.eta_seconds
     return f"{head} · ETA {duration(eta)}" if eta is not None else head
