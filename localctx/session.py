@@ -339,6 +339,50 @@ class Session:
             before.drop_state()
         self._last_prompt_tokens = self.engine.cells_used
         self._last_reused = min(cells_before, self._last_prompt_tokens)
+        recalled_owner = -self._recalled_seq if recalled is not None else None
+        turn = _Turn(uid, 0, recalled_owner, before.ledger.last, before.ledger.last_open)
+        yield from self._reply(turn, sampling, cancel)
+
+    def regenerate(
+        self, sampling: Sampling | None = None, *, cancel: threading.Event | None = None
+    ) -> Iterator[TokenEvent]:
+        """A new reply to the newest message, from the same context, without reading the
+        message again: the last reply's tokens leave the end of the cache (its row the store)
+        and the model answers anew. When the reply is not the end of the cache any more, the
+        exchange is taken back and the message sent again."""
+        sampling = sampling or Sampling()
+        cancel = cancel if cancel is not None else self._cancel
+        turn = self._last_turn or self._stored_last_turn()
+        if turn is None:
+            raise BadInput("there is no reply to regenerate yet")
+        with self.engine.cancellable(cancel):
+            if not self._started:
+                self.prepare_turn(summarize=False)
+            runs = self._ledger.tail(self.engine.tokens)
+            reply = len(runs[-1][2]) if runs and runs[-1][0] == turn.reply_id else 0
+            rest = runs[:-1] if reply else runs
+            user = next((m for m in reversed(self.messages) if m["role"] == "user"), None)
+            if user is None or not rest or rest[-1][0] != turn.user_id:
+                text = self.retract_last_turn()
+                if text is None:
+                    raise BadInput("there is no reply to regenerate yet")
+                yield from self._stream(text, sampling, cancel)
+                return
+            if reply:
+                with self.engine.cancellable(None):
+                    self.engine.kv_remove(self.engine.n_past - reply, -1)
+            self._ledger.drop_tail(reply, {"role": "user", "content": user["content"]}, False)
+            if self.messages and self.messages[-1]["role"] == "assistant":
+                self.messages.pop()
+            if self.store is not None and turn.reply_id > 0:
+                self.store.discard_message(turn.reply_id)
+            self._last_prompt_tokens = self._last_reused = self.engine.cells_used
+            yield from self._reply(turn, sampling, cancel)
+
+    def _reply(
+        self, turn: _Turn, sampling: Sampling, cancel: threading.Event | None
+    ) -> Iterator[TokenEvent]:
+        """Generate and record the reply to `turn.user_id`, whose message ends the cache."""
         aid = self._store_message("assistant", "")
         self._begin(aid, "message")
         pieces: list[str] = []
@@ -370,11 +414,7 @@ class Session:
                 self.store.set_message_content(aid, raw)
             self._collect_evictions()
             self._last_turn = _Turn(
-                uid,
-                aid,
-                -self._recalled_seq if recalled is not None else None,
-                before.ledger.last,
-                before.ledger.last_open,
+                turn.user_id, aid, turn.recalled_owner, turn.before, turn.before_open
             )
 
     def ask(

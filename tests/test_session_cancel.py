@@ -242,3 +242,36 @@ def test_seen_and_evictions_count_across_rebuilds(tmp_path: Path) -> None:
     assert session.stream_totals() == (seen, evictions)  # ... the session's count does not
     session.ask("more", Sampling(max_tokens=20))
     assert session.stream_totals()[0] > seen
+
+
+def test_regenerate_answers_again_from_the_same_context_without_reading_it(
+    tmp_path: Path,
+) -> None:
+    engine = fake()
+    engine.enqueue("the first answer", "another answer")
+    session = stored(tmp_path, engine, window=2048)
+    session.ask("a long question " + FILLER * 6, Sampling(max_tokens=40))
+    context = engine.tokens[: -len("the first answer")]
+    reports: list[Progress] = []
+    with session.supervised(progress=reports.append):
+        text = "".join(e.text for e in session.regenerate(Sampling(max_tokens=40)))
+    assert text == "another answer"
+    assert not [r for r in reports if r.stage == "reading the prompt"]  # not read again
+    assert engine.tokens == context + list(b"another answer")
+    assert [m["content"] for m in session.messages][-1] == "another answer"
+    assert session.store is not None
+    rows = session.store.messages(session.session_id)
+    assert [row[2] for row in rows] == [session.messages[0]["content"], "another answer"]
+    engine.enqueue("a third")
+    assert "".join(e.text for e in session.regenerate(Sampling(max_tokens=40))) == "a third"
+    assert session.ask("next", Sampling(max_tokens=40)).answer == "echo: next"
+
+
+def test_regenerate_after_the_reply_evicted_its_question_sends_it_again(tmp_path: Path) -> None:
+    engine = fake()
+    session = stored(tmp_path, engine, window=400)
+    engine.enqueue("y" * 380)  # a reply that pushes its own question out of the window
+    session.ask("the question", Sampling(max_tokens=400))
+    engine.enqueue("short")
+    assert "".join(e.text for e in session.regenerate(Sampling(max_tokens=40))) == "short"
+    assert [m["content"] for m in session.messages] == ["the question", "short"]

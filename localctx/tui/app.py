@@ -484,23 +484,25 @@ class LocalctxApp(SlashCommands, App[str | None]):
     ) -> None:
         """Stream one reply; post batches of text a few times a second, never per token.
 
-        `replace_last` first takes the newest exchange back (regenerate, edit); an empty
-        `text` then asks its question again."""
+        `replace_last` replaces the newest exchange: with `text`, an edit (taken back, then
+        sent anew); without, a regenerate (a new reply from the same context)."""
         with self._model_work("waiting for the model…") as (cancel, work_id):
             self._turn_work = work_id
             session, engine = self.session, self.engine
             if session is None or engine is None:
                 raise BadInput("no session: the model is not loaded")
-            if replace_last:
-                taken = session.retract_last_turn()
-                text = text or taken or ""
-                if not text:
-                    raise BadInput("there is no message to answer again yet")
+            sampling = sampling or self.settings.sampling
+            if replace_last and text:  # an edit: the old exchange goes, the new text is sent
+                session.retract_last_turn()
+                events = session.stream(text, sampling, cancel=cancel)
+            elif replace_last:  # regenerate: the same context answers again, not re-read
+                events = session.regenerate(sampling, cancel=cancel)
+            else:
+                events = session.stream(text, sampling, cancel=cancel)
             self.post_message(GenerationStarted(text))
             batcher = TokenBatcher(self.settings.token_flush_interval)
-            sampling = sampling or self.settings.sampling
             try:
-                for event in session.stream(text, sampling, cancel=cancel):
+                for event in events:
                     flushed = batcher.add(event.text, time.monotonic())
                     if flushed is not None:
                         self.post_message(TokensGenerated(*flushed))
