@@ -314,8 +314,10 @@ class Session:
     ) -> Iterator[TokenEvent]:
         self.prepare_turn()
         cells_before = self.engine.cells_used
-        before = self._mark()
+        shown, seq = self.last_recall, self._recalled_seq
         self.last_recall = self._recall(user_text)
+        before = self._mark()  # after recall: whatever it does, the rollback starts here
+        before.last_recall, before.recalled_seq = shown, seq
         recalled: ChatMessage | None = None
         if self.last_recall:
             self._recalled_seq += 1
@@ -368,9 +370,12 @@ class Session:
                     raise BadInput("there is no reply to regenerate yet")
                 yield from self._stream(text, sampling, cancel)
                 return
-            if reply:
-                with self.engine.cancellable(None):
-                    self.engine.kv_remove(self.engine.n_past - reply, -1)
+            # The logits llama.cpp holds are those after the old reply's last token: decode
+            # the prompt's last token again so sampling starts where the first reply did.
+            with self.engine.cancellable(None):
+                self.engine.kv_remove(self.engine.n_past - reply - 1, -1)
+                self._begin(turn.user_id, "message")
+                self._decode(rest[-1][2][-1:])
             self._ledger.drop_tail(reply, {"role": "user", "content": user["content"]}, False)
             if self.messages and self.messages[-1]["role"] == "assistant":
                 self.messages.pop()

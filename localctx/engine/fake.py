@@ -52,6 +52,10 @@ class FakeEngine(Cancellation, ByteTokens):
         self._can_shift = can_shift
         self._bytes_per_token = bytes_per_token
         self._mirror = PositionMirror()
+        # llama.cpp samples from the logits of the last decoded token: after the tail is
+        # removed and nothing decoded, they belong to a token no longer there. The fake then
+        # answers nothing, as the real model did (it sampled the end of the removed reply).
+        self._stale_logits = False
         self._last_prompt = ""
         self.closed = False
 
@@ -111,6 +115,7 @@ class FakeEngine(Cancellation, ByteTokens):
                 time.sleep(self.chunk_delay)
                 self.check_cancel("prefill stopped")  # as llama.cpp's abort callback does
             self._mirror.extend(chunk)
+            self._stale_logits = False
         self.stats.prefill_tokens = len(tokens)
         self.stats.prefill_seconds = max(len(tokens), 1) * 1e-5
         self._last_prompt = self.detokenize(self.tokens)
@@ -133,7 +138,7 @@ class FakeEngine(Cancellation, ByteTokens):
         make_room: MakeRoom | None = None,
     ) -> Iterator[TokenEvent]:
         reply = self.replies.popleft() if self.replies else self._echo()
-        data = reply.encode("utf-8")
+        data = b"" if self._stale_logits else reply.encode("utf-8")
         self.stats.decode_tokens = 0
         self.stats.stop_reason = "eog"
         start = time.perf_counter()
@@ -149,6 +154,7 @@ class FakeEngine(Cancellation, ByteTokens):
             if make_room:
                 make_room(1)
             self._mirror.extend([token])
+            self._stale_logits = False
             self.stats.decode_tokens += 1
             self.stats.decode_seconds = time.perf_counter() - start
         if len(data) > sampling.max_tokens:
@@ -160,6 +166,8 @@ class FakeEngine(Cancellation, ByteTokens):
 
     # KV operations
     def kv_remove(self, p0: int, p1: int) -> bool:
+        if p1 < 0 or p1 >= self._mirror.n_past:
+            self._stale_logits = True  # the last decoded token is gone
         self._mirror.remove(p0, p1)
         return True
 
@@ -170,6 +178,7 @@ class FakeEngine(Cancellation, ByteTokens):
 
     def kv_clear(self) -> None:
         self._mirror.reset()
+        self._stale_logits = False
 
     @property
     def can_shift(self) -> bool:
@@ -188,6 +197,7 @@ class FakeEngine(Cancellation, ByteTokens):
 
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
         self._mirror.reset(tokens)
+        self._stale_logits = False
 
     def state_save(self, path: Path) -> int:
         data = bytes(t for t in self.tokens if t < EOG)
@@ -196,6 +206,7 @@ class FakeEngine(Cancellation, ByteTokens):
 
     def state_load(self, path: Path) -> list[int]:
         self._mirror.reset(path.read_bytes())
+        self._stale_logits = False
         return self.tokens
 
     # lifetime
