@@ -34,6 +34,7 @@ llama-cpp-python 0.3.36, swa_full off (the default here):
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Sequence
@@ -82,18 +83,24 @@ class WindowStats:
 class WindowCheckpoint:
     """SinkWindow bookkeeping at one moment (`SinkWindow.checkpoint`)."""
 
-    stream: list[int]
-    msg: list[int]
-    kind: list[str]
-    current: tuple[int, str]
-    current_start: int | None
-    counters: tuple[int, int, int, int, int, int]
-    queued: int
-    fallback_used: bool
+    state: dict[str, Any]
+    queued: int  # segments in the queue then
 
     @property
     def evictions(self) -> int:
-        return self.counters[2]
+        return int(self.state["_evictions"])
+
+
+_SHARED = frozenset({"engine", "queue", "_lock"})  # not the window's own: never copied
+_IMMUTABLE = (int, float, str, bool, tuple, frozenset, type(None))
+
+
+def _copied(value: Any) -> Any:
+    """A copy deep enough to be independent: lists of plain values are copied flat (one per
+    cache cell: a deepcopy of a 32K-cell window took tens of ms), anything else deeply."""
+    if isinstance(value, list) and all(isinstance(x, _IMMUTABLE) for x in value):
+        return list(value)
+    return copy.deepcopy(value)
 
 
 class SinkWindow:
@@ -196,26 +203,12 @@ class SinkWindow:
 
     def checkpoint(self) -> WindowCheckpoint:
         """The window's bookkeeping now, to `restore` when the message being decoded is taken
-        back (a cancelled prefill); the caller restores the cache itself."""
+        back (a cancelled prefill); the caller restores the cache itself. Every attribute is
+        kept (bar the engine, the queue and the lock), so bookkeeping added later is too."""
         with self._lock:
             self._sync()
-            return WindowCheckpoint(
-                stream=list(self._stream),
-                msg=list(self._msg),
-                kind=list(self._kind),
-                current=self._current,
-                current_start=self._current_start,
-                counters=(
-                    self._tokens_seen,
-                    self._stream_floor,
-                    self._evictions,
-                    self._evicted_tokens,
-                    self._seq,
-                    self._peak,
-                ),
-                queued=len(self.queue),
-                fallback_used=self._fallback_used,
-            )
+            state = {k: _copied(v) for k, v in vars(self).items() if k not in _SHARED}
+            return WindowCheckpoint(state, len(self.queue))
 
     def restore(self, mark: WindowCheckpoint) -> None:
         """Back to `checkpoint()`: segments evicted since are dropped from the queue (the
@@ -224,17 +217,8 @@ class SinkWindow:
             pending = self.queue.drain()
             for segment in pending[: mark.queued]:
                 self.queue.put(segment)
-            self._stream, self._msg, self._kind = list(mark.stream), list(mark.msg), list(mark.kind)
-            self._current, self._current_start = mark.current, mark.current_start
-            (
-                self._tokens_seen,
-                self._stream_floor,
-                self._evictions,
-                self._evicted_tokens,
-                self._seq,
-                self._peak,
-            ) = mark.counters
-            self._fallback_used = mark.fallback_used
+            for name, value in mark.state.items():
+                setattr(self, name, _copied(value))
             if self.engine.n_past != len(self._stream):
                 raise EngineFailed(
                     f"the cache holds {self.engine.n_past} positions after a restore, "
