@@ -636,3 +636,19 @@ def test_chat_help_says_which_directory_it_chats_over() -> None:
     out = CliRunner().invoke(main, ["chat", "--help"]).output
     assert "git repository" in out and "home directory" in out and "--no-repo" in out
     assert "--max-tokens" in out and "--temperature" in out
+
+
+@sync
+async def test_a_stopped_reply_leaves_ready_stopped_on_the_status_line() -> None:
+    engine = FakeEngine(token_delay=0.01)
+    engine.enqueue("x" * 2000)
+    recorder = Recorder()
+    app = fake_app(engine)
+    async with app.run_test(size=(120, 40), message_hook=recorder) as pilot:
+        await send(pilot, "long one")
+        await until(pilot, lambda: app._streamed_tokens > 0)
+        await pilot.press("escape")
+        await until(pilot, lambda: bool(recorder.of(WorkFinished)) and not app.busy)
+        assert app.widget(StatusLine).activity == "ready · stopped"
+        await ask(pilot, "next")
+        assert app.widget(StatusLine).activity == "ready"

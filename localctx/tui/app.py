@@ -231,17 +231,19 @@ class LocalctxApp(SlashCommands, App[str | None]):
             self.widget(Transcript).add_notice(line, error=severity == "error")
 
     @contextlib.contextmanager
-    def _work(self, activity: str) -> Iterator[int]:
-        """(Thread) Announce a piece of work: the status shows it until it ends."""
+    def _work(self, activity: str, cancel: threading.Event | None = None) -> Iterator[int]:
+        """(Thread) Announce a piece of work: the status shows it until it ends, then says
+        `ready · stopped` if it was stopped (Cancelled, or `cancel` set)."""
         work_id = next(self._work_ids)
         self.post_message(WorkStarted(activity, work_id))
-        note: list[str] = []
+        stopped = False
         try:
             yield work_id
         except Cancelled:
-            note.append("stopped")
+            stopped = True
         finally:
-            self.post_message(WorkFinished(note[0] if note else "", work_id))
+            stopped = stopped or (cancel is not None and cancel.is_set())
+            self.post_message(WorkFinished("stopped" if stopped else "", work_id))
 
     @contextlib.contextmanager
     def _model_work(self, activity: str) -> Iterator[tuple[threading.Event, int]]:
@@ -250,7 +252,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         cancel = threading.Event()
         # Announced before the lock is taken (the status says what waits) and ended after
         # it is released: `ready` is never shown while the model is held.
-        with self._work(activity) as work_id, self.model_lock:
+        with self._work(activity, cancel) as work_id, self.model_lock:
             self._cancel = cancel
             supervise = getattr(self.session, "supervised", None)
             scope = (
