@@ -103,10 +103,10 @@ def test_a_stopped_prefill_that_had_evicted_puts_the_evicted_cells_back(tmp_path
 def test_the_rollback_state_goes_to_disk_above_the_memory_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import localctx.session as session_module
+    import localctx.turns as turns
 
-    monkeypatch.setattr(session_module, "ROLLBACK_IN_MEMORY_BYTES", 1)
-    monkeypatch.setattr(session_module.tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(turns, "ROLLBACK_IN_MEMORY_BYTES", 1)
+    monkeypatch.setattr(turns.tempfile, "tempdir", str(tmp_path))
     engine = fake()
     session = stored(tmp_path, engine, window=600)
     session.ask("question " + FILLER * 4, Sampling(max_tokens=20))
