@@ -69,9 +69,16 @@ wait_re() {
 type_line() { tmux send-keys -t "$name" -l -- "$1"; tmux send-keys -t "$name" Enter; }
 
 # --no-repo: the checkout is a git repository, which chat would otherwise attach.
+# Retried: right after the last session is killed, tmux's server may still be exiting.
 launch() {
-  tmux new-session -d -s "$name" -x 120 -y 36 \
-    "cd '$root' && LOCALCTX_HOME='$home' LOCALCTX_MODELS='$models' $bin chat --no-repo --ctx 2048 $* ; echo EXITED rc=\$?; sleep 30"
+  local try
+  for try in 1 2 3 4 5; do
+    tmux new-session -d -s "$name" -x 120 -y 36 \
+      "cd '$root' && LOCALCTX_HOME='$home' LOCALCTX_MODELS='$models' $bin chat --no-repo --ctx 2048 $* ; echo EXITED rc=\$?; sleep 30" \
+      && return
+    sleep 1
+  done
+  echo "tmux would not start a session"; exit 1
 }
 # The reply under a question as the transcript column shows it (the lines between the
 # question and the reply's footer); empty until the footer is there.
@@ -102,18 +109,26 @@ wait_for "reply tokens" 300
 show "after a question (reply streamed, footer with tok/s)"
 screen | grep -q "KV f16" || { echo "no KV line in the gauge"; exit 1; }
 
-sea="Write one sentence about the sea."
+# A regenerated reply is sampled (temperature 0.8), so it may repeat a short, likely answer:
+# like a person, press Ctrl+R again, up to three times, until it differs.
+sea="Write a short poem about the sea, four lines."
 type_line "$sea"
 wait_reply "$sea" 300
 wait_for "○ ready" 120
 first="$(reply_to "$sea")"
-tmux send-keys -t "$name" C-r
-wait_for "regenerated" 300
-wait_reply "$sea" 300
-wait_for "○ ready" 120
-second="$(reply_to "$sea")"
-show "Ctrl+R regenerated the answer"
-[[ -n "$second" && "$first" != "$second" ]] || { echo "regenerate gave the same reply"; exit 1; }
+second="$first"
+for try in 1 2 3; do
+  tmux send-keys -t "$name" C-r
+  sleep 1  # the old reply leaves at once; its replacement has no footer until done
+  wait_reply "$sea" 300
+  wait_for "regenerated" 30
+  wait_for "○ ready" 120
+  second="$(reply_to "$sea")"
+  [[ -n "$second" && "$first" != "$second" ]] && break
+done
+show "Ctrl+R regenerated the answer (try $try)"
+[[ -n "$second" && "$first" != "$second" ]] || { echo "regenerate gave the same reply 3 times"; exit 1; }
+grep -q "(no reply)" <<<"$second" && { echo "regenerate gave no reply"; exit 1; }
 
 type_line "/remember the blue depot access code is 4471"
 wait_for "pinned to core memory" 20
