@@ -652,3 +652,21 @@ async def test_a_stopped_reply_leaves_ready_stopped_on_the_status_line() -> None
         assert app.widget(StatusLine).activity == "ready · stopped"
         await ask(pilot, "next")
         assert app.widget(StatusLine).activity == "ready"
+
+
+@sync
+async def test_a_resumed_session_redraws_its_history_even_when_it_has_notices() -> None:
+    app = fake_app(session_name="again", window=1024)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await ask(pilot, "remember the lighthouse")
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: not app.is_running)
+    resumed = fake_app(session_name="again", window=512)  # other settings: a notice
+    async with resumed.run_test(size=(120, 40)) as pilot:
+        await ready(pilot)
+        await until(pilot, lambda: bool(resumed.widget(Transcript).query(UserMessage)))
+        await until(pilot, lambda: bool(notices(resumed)))
+        assert resumed.widget(Transcript).query(UserMessage).first().text == (
+            "remember the lighthouse"
+        )
+        assert any("recomputing" in n for n in notices(resumed))

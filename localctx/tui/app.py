@@ -389,8 +389,6 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self.loading = False
         self.session = message.session
         engine = message.engine
-        for notice in [*message.notices, *self._take_notices()]:
-            self.report(notice, severity="warning")
         status = self.widget(StatusLine)
         self._show_settings(status)
         status.model = self.settings.model_name or getattr(engine, "model_name", "") or "model"
@@ -413,6 +411,9 @@ class LocalctxApp(SlashCommands, App[str | None]):
                     return  # the app is closing mid-redraw
                 await self._show_past_message(transcript, m)
             transcript.follow()
+        # After the redraw: a notice in an empty transcript would stop the history redraw.
+        for notice in [*message.notices, *self._take_notices()]:
+            self.report(notice, severity="warning")
         self._refresh_context()
         self._last_sample = 0.0
 
