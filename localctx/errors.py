@@ -77,3 +77,9 @@ class EngineFailed(LocalctxError):
 
 class NotYetAvailable(LocalctxError):
     exit_code = Exit.USAGE
+
+
+class Cancelled(LocalctxError):
+    """The user stopped the work (Esc, Ctrl+C, SIGINT); what was committed before it stays."""
+
+    exit_code = Exit.INTERRUPTED

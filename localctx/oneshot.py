@@ -11,6 +11,7 @@ Must not: print or parse arguments (the CLI does), or import llama_cpp / textual
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -51,8 +52,11 @@ def answer_once(
     on_text: Callable[[str], None] | None = None,
     summarize: int | None = ASK_SUMMARY_BOUND,
     gauge: bool = False,
+    cancel: threading.Event | None = None,
 ) -> Answered:
-    """Answer `question` as `localctx ask` does; `summarize` bounds the summaries written."""
+    """Answer `question` as `localctx ask` does; `summarize` bounds the summaries written.
+    Setting `cancel` stops it: a prefill raises Cancelled with the question taken back, a
+    reply ends where it is, and no summary is written after it."""
     t0 = time.perf_counter()
     first: list[float] = []
 
@@ -74,10 +78,11 @@ def answer_once(
     )
     notices = list(getattr(session.repo, "notices", None) or [])
     try:
-        started = time.perf_counter()
-        result = session.ask(question, sampling, on_text=text_out)
-        if summarize:
-            session.summarize_pending(summarize)
+        with session.supervised(cancel):
+            started = time.perf_counter()
+            result = session.ask(question, sampling, on_text=text_out)
+            if summarize and not (cancel is not None and cancel.is_set()):
+                session.summarize_pending(summarize)
         reading = GaugeSampler(engine, session.policy).sample() if gauge else None
     finally:
         session.close()

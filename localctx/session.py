@@ -9,6 +9,12 @@ and is summarized by the same model *between* turns (`summarize_pending`), never
 stream. Before each answer the user's message is searched (BM25) over the recall store and the
 attached repo, and the best passages that fit a token budget are decoded right before it.
 
+Long work can be stopped and watched: within `supervised(cancel, progress)` (or with
+`stream(..., cancel=)`) setting the event stops a prefill within one batch, a reply within one
+token and the summaries between (and inside) segments; a message whose prefill was stopped is
+taken back whole (cells, window bookkeeping, ledger, store), so the session is exactly as
+before it. Prefills report `Progress` in tokens after every batch, summaries in segments.
+
 Must not: render anything, or import llama_cpp / textual. `Session(engine)` alone keeps the
 old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 """
@@ -16,6 +22,7 @@ old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 from __future__ import annotations
 
 import contextlib
+import copy
 import secrets
 import threading
 import time
@@ -25,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine, Sampling, TokenEvent
-from localctx.errors import EngineFailed
+from localctx.errors import BadInput, Cancelled, EngineFailed
 from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, retrieval, summarizer
 from localctx.memory.context import ContextLedger, PinnedParts, identity_for, make_policy
@@ -34,6 +41,7 @@ from localctx.memory.explicit import forget_everywhere
 from localctx.memory.recall import Forgotten, RecallStore
 from localctx.memory.retrieval import RecalledItem
 from localctx.memory.snapshots import SnapshotStore
+from localctx.turns import Exchange, TurnControl
 
 DEFAULT_SYSTEM = (
     "You are localctx, a helpful assistant running fully offline on the user's machine. "
@@ -92,7 +100,7 @@ class Eviction:
     summary: str | None = None
 
 
-class Session:
+class Session(TurnControl):
     def __init__(
         self,
         engine: Engine,
@@ -215,22 +223,98 @@ class Session:
         *,
         cancel: threading.Event | None = None,
     ) -> Iterator[TokenEvent]:
-        """Recall, append the user's message, and stream the reply (make_room evicts)."""
+        """Recall, append the user's message, and stream the reply (make_room evicts).
+
+        A cancel while the message is read (`cancel`, else the event `supervised` gave)
+        takes the message back whole and raises Cancelled; a cancel during the reply ends it
+        (stop_reason "cancelled") and the partial reply stays, as a reply.
+        """
         sampling = sampling or Sampling()
+        cancel = cancel if cancel is not None else self._cancel
+        with self.engine.cancellable(cancel):
+            yield from self._stream(user_text, sampling, cancel)
+
+    def _stream(
+        self, user_text: str, sampling: Sampling, cancel: threading.Event | None
+    ) -> Iterator[TokenEvent]:
         self.prepare_turn()
         cells_before = self.engine.cells_used
+        shown, seq = self.last_recall, self._recalled_seq
         self.last_recall = self._recall(user_text)
+        before = self._mark()  # after recall: whatever it does, the rollback starts here
+        before.last_recall, before.recalled_seq = shown, seq
+        recalled: ChatMessage | None = None
         if self.last_recall:
             self._recalled_seq += 1
             # Which stored items this recalled block holds, so a /forget can take it out.
             self._recalled_ids[-self._recalled_seq] = {item.id for item in self.last_recall}
-            body = retrieval.recalled_text(self.last_recall)
-            self._append({"role": "system", "content": body}, -self._recalled_seq, "recalled")
+            recalled = {"role": "system", "content": retrieval.recalled_text(self.last_recall)}
+        user: ChatMessage = {"role": "user", "content": user_text}
+        recalled_tokens, user_tokens = self._turn_tokens(recalled, user)
         self.messages.append({"role": "user", "content": user_text})
         uid = self._store_message("user", user_text)
-        self._append({"role": "user", "content": user_text}, uid, "message", generation=True)
+        before.stored.append(uid)
+        try:
+            n_new = len(recalled_tokens) + len(user_tokens)
+            with self._stage("reading the prompt", n_new):
+                self._keep_state_if_evicting(before, n_new)
+                if recalled is not None:
+                    self._append_tokens(recalled_tokens, recalled, -self._recalled_seq, "recalled")
+                self._append_tokens(user_tokens, user, uid, "message")
+        except Cancelled:
+            self._rewind(before)
+            raise
+        finally:
+            before.drop_state()
         self._last_prompt_tokens = self.engine.cells_used
         self._last_reused = min(cells_before, self._last_prompt_tokens)
+        recalled_owner = -self._recalled_seq if recalled is not None else None
+        turn = Exchange(uid, 0, recalled_owner, before.ledger.last, before.ledger.last_open)
+        yield from self._reply(turn, sampling, cancel)
+
+    def regenerate(
+        self, sampling: Sampling | None = None, *, cancel: threading.Event | None = None
+    ) -> Iterator[TokenEvent]:
+        """A new reply to the newest message, from the same context, without reading the
+        message again: the last reply's tokens leave the end of the cache (its row the store)
+        and the model answers anew. When the reply is not the end of the cache any more, the
+        exchange is taken back and the message sent again."""
+        sampling = sampling or Sampling()
+        cancel = cancel if cancel is not None else self._cancel
+        turn = self._last_turn or self._stored_last_turn()
+        if turn is None:
+            raise BadInput("there is no reply to regenerate yet")
+        with self.engine.cancellable(cancel):
+            if not self._started:
+                self.prepare_turn(summarize=False)
+            runs = self._ledger.tail(self.engine.tokens)
+            reply = len(runs[-1][2]) if runs and runs[-1][0] == turn.reply_id else 0
+            rest = runs[:-1] if reply else runs
+            user = next((m for m in reversed(self.messages) if m["role"] == "user"), None)
+            if user is None or not rest or rest[-1][0] != turn.user_id:
+                text = self.retract_last_turn()
+                if text is None:
+                    raise BadInput("there is no reply to regenerate yet")
+                yield from self._stream(text, sampling, cancel)
+                return
+            # The logits llama.cpp holds are those after the old reply's last token: decode
+            # the prompt's last token again so sampling starts where the first reply did.
+            with self.engine.cancellable(None):
+                self.engine.kv_remove(self.engine.n_past - reply - 1, -1)
+                self._begin(turn.user_id, "message")
+                self._decode(rest[-1][2][-1:])
+            self._ledger.drop_tail(reply, {"role": "user", "content": user["content"]}, False)
+            if self.messages and self.messages[-1]["role"] == "assistant":
+                self.messages.pop()
+            if self.store is not None and turn.reply_id > 0:
+                self.store.discard_message(turn.reply_id)
+            self._last_prompt_tokens = self._last_reused = self.engine.cells_used
+            yield from self._reply(turn, sampling, cancel)
+
+    def _reply(
+        self, turn: Exchange, sampling: Sampling, cancel: threading.Event | None
+    ) -> Iterator[TokenEvent]:
+        """Generate and record the reply to `turn.user_id`, whose message ends the cache."""
         aid = self._store_message("assistant", "")
         self._begin(aid, "message")
         pieces: list[str] = []
@@ -261,6 +345,9 @@ class Session:
             if self.store is not None and aid > 0:
                 self.store.set_message_content(aid, raw)
             self._collect_evictions()
+            self._last_turn = Exchange(
+                turn.user_id, aid, turn.recalled_owner, turn.before, turn.before_open
+            )
 
     def ask(
         self,
@@ -321,29 +408,41 @@ class Session:
         except EngineFailed as exc:  # an engine that cannot save its state (a remote server)
             self.notices.append(f"summaries wait for a local model: {exc}")
             return 0
-        try:
-            for seg, summary, running in summarizer.summarize_all(
-                self.engine, self.store, pending, self.summary_budget, self._count
-            ):
-                if seg.session_id == self._sid:
-                    self.running_summary = running
-                    self._pinned_dirty = True
-                if self.last_eviction and self.last_eviction.segment_id == seg.id:
-                    self.last_eviction.summary = summary
+        written = 0
+        try:  # a cancel stops it between segments, or inside one (that one stays pending)
+            with self._stage("summarizing", len(pending), unit="segments") as stage:
+                for seg, summary, running in summarizer.summarize_all(
+                    self.engine, self.store, pending, self.summary_budget, self._count
+                ):
+                    if seg.session_id == self._sid:
+                        self.running_summary = running
+                        self._pinned_dirty = True
+                    if self.last_eviction and self.last_eviction.segment_id == seg.id:
+                        self.last_eviction.summary = summary
+                    written += 1
+                    stage.advance(1)
         finally:
             self._restore_cache(saved)
-        return len(pending)
+        return written
 
     def remember(self, text: str) -> int:
         """/remember: pin a fact to core memory; it is in context from the next turn on."""
         if self.store is None:
             raise EngineFailed("this session has no memory store")
+        used, need = self.core_tokens(), self._count(text.strip())
+        if used + need > self.core_budget:
+            raise BadInput(
+                f"core memory holds {used} of its {self.core_budget} tokens and this needs "
+                f"{need}: it is in every context and never trimmed, so pin a shorter excerpt "
+                "or /forget a core fact (c…) first"
+            )
         cid = self.store.add_core(text)
         self.core = self.store.core()
         if self._started:  # in the window now, in the pinned region from the next rebuild
-            note = {"role": "system", "content": f"Remember: {text.strip()}"}
-            self._append(note, _note_owner(cid), "message")  # type: ignore[arg-type]
             self._pinned_dirty = True
+            note = {"role": "system", "content": f"Remember: {text.strip()}"}
+            with contextlib.suppress(Cancelled):  # stopped: pinned from the next rebuild on
+                self._append(note, _note_owner(cid), "message")  # type: ignore[arg-type]
         return cid
 
     def forget(self, id_or_query: str) -> Forgotten:
@@ -358,9 +457,20 @@ class Session:
                 notes = {_note_owner(c) for c in gone.numbers("c")}
                 forgotten = set(gone.ids)
                 recalled = {o for o, ids in self._recalled_ids.items() if ids & forgotten}
-                self._rebuild(drop=gone.numbers("m") | notes | recalled)
                 self.last_recall = [i for i in self.last_recall if i.id not in forgotten]
+                # Stopped half-way, the context is rebuilt from memory at the next turn.
+                with contextlib.suppress(Cancelled):
+                    self._rebuild(drop=gone.numbers("m") | notes | recalled)
         return gone
+
+    @property
+    def core_budget(self) -> int:
+        """Tokens core memory may hold: it is pinned in every context and never trimmed, so a
+        pinned 20 KB message would crowd out the conversation in every later turn."""
+        return max(128, min(1024, self.window // 8))
+
+    def core_tokens(self) -> int:
+        return sum(self._count(text) for _, text in self.core)
 
     def close(self) -> None:
         """Save the whole context as a KV snapshot for `--session` resume, then release the
@@ -409,16 +519,22 @@ class Session:
 
     def _start(self) -> None:
         self._started = True
-        if self.store is not None and self._resume_from_snapshot():
-            return
-        self._decode_pinned()
-        if self.store is not None:
-            self._replay_history()
+        try:
+            with self._stage("starting the context", 0):
+                if self.store is not None and self._resume_from_snapshot():
+                    return
+                self._decode_pinned()
+                if self.store is not None:
+                    self._replay_history()
+        except Cancelled:
+            self._go_stale()
+            raise
 
     def _decode_pinned(self) -> None:
         """Fresh cache: restore the stable pinned prefix from a snapshot or decode it."""
         parts = self._pinned()
         self.engine.kv_clear()
+        self._retire_policy()
         self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
         self._ledger = ContextLedger(pinned_len=len(parts.tokens))
         restored = False
@@ -429,6 +545,7 @@ class Session:
                     self.engine.state_set(snap.data, snap.tokens)
                     restored = True
         self._begin(PINNED_ID, "message")
+        self._expect(len(parts.rest) + (0 if restored else len(parts.stable)))
         if not restored:
             self._decode(parts.stable)
             if self.snapshots is not None and parts.stable_worth_saving:
@@ -455,6 +572,7 @@ class Session:
                 break
             chosen.append(row)
             used += n
+        self._expect(used)
         for mid, role, content in reversed(chosen):
             self._append({"role": role, "content": content}, mid, "message")
         self.messages = [{"role": r, "content": c.strip()} for _, r, c in rows]
@@ -478,6 +596,7 @@ class Session:
         except EngineFailed as exc:
             self.notices.append(f"session snapshot rejected ({exc}); recomputing")
             return False
+        self._retire_policy()
         self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
         self._ledger = ContextLedger.from_snapshot(snap.meta, snap.tokens, len(parts.tokens))
         self._set_pinned_end(len(parts.tokens))
@@ -491,13 +610,17 @@ class Session:
         tail = self._ledger.tail(self.engine.tokens)
         last, last_open = self._ledger.last, self._ledger.last_open
         self._collect_evictions()
-        self._decode_pinned()
-        for owner, kind, tokens in tail:
-            if drop and owner in drop:
-                continue
-            self._begin(owner, kind)
-            self._decode(tokens)
-            self._ledger.add(tokens, owner, kind)
+        kept = [(o, k, t) for o, k, t in tail if not (drop and o in drop)]
+        try:
+            with self._stage("rebuilding context", sum(len(t) for _, _, t in kept)):
+                self._decode_pinned()
+                for owner, kind, tokens in kept:
+                    self._begin(owner, kind)
+                    self._decode(tokens)
+                    self._ledger.add(tokens, owner, kind)
+        except Cancelled:  # half a context is no context: start it again from memory
+            self._go_stale()
+            raise
         self._ledger.last, self._ledger.last_open = last, last_open
         self._collect_evictions()
 
@@ -509,12 +632,31 @@ class Session:
             fmt, self._ledger.last, [message], generation=generation,
             last_open=self._ledger.last_open,
         )  # fmt: skip
-        tokens = self.engine.tokenize(text)
+        self._append_tokens(self.engine.tokenize(text), message, owner, kind)
+
+    def _append_tokens(
+        self, tokens: list[int], message: ChatMessage, owner: int, kind: str
+    ) -> None:
         self._begin(owner, kind)
         self._decode(tokens)
         self._ledger.add(tokens, owner, kind)
         self._ledger.last = message
         self._ledger.last_open = False
+
+    def _turn_tokens(
+        self, recalled: ChatMessage | None, user: ChatMessage
+    ) -> tuple[list[int], list[int]]:
+        """The increments a turn decodes (recalled snippets, then the user's message), counted
+        before any is decoded: the prefill's progress has its total from the start."""
+        fmt = self.engine.format_chat
+        last, last_open = self._ledger.last, self._ledger.last_open
+        recalled_tokens: list[int] = []
+        if recalled is not None:
+            text = layout.continuation(fmt, last, [recalled], generation=False, last_open=last_open)
+            recalled_tokens = self.engine.tokenize(text)
+            last, last_open = recalled, False
+        text = layout.continuation(fmt, last, [user], generation=True, last_open=last_open)
+        return recalled_tokens, self.engine.tokenize(text)
 
     # ------------------------------------------------------------------ recall
     def _recall(self, query: str) -> list[RecalledItem]:
@@ -575,27 +717,32 @@ class Session:
                 self.evictions.append(seg)
             self.last_eviction = Eviction(seg_id, seg.n_tokens, text)
 
-    def _lend_cache(self) -> tuple[list[int], bytes]:
-        """Save the conversation's sequence state so the summarizer may use the cache."""
+    def _lend_cache(self) -> tuple[list[int], bytes, Any]:
+        """Save the conversation's sequence state so the summarizer may use the cache (and the
+        turn's throughput figures, which the summarizer's decoding would overwrite)."""
         tokens = self.engine.tokens
         data = self.engine.state_get() if tokens else b""
         if hasattr(self.policy, "freeze"):
             self.policy.freeze()  # readers (the gauge) see the conversation, not the scratch
-        return tokens, data
+        return tokens, data, copy.copy(self.engine.stats)
 
-    def _restore_cache(self, saved: tuple[list[int], bytes]) -> None:
-        """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it."""
-        tokens, data = saved
+    def _restore_cache(self, saved: tuple[list[int], bytes, Any]) -> None:
+        """Put the conversation back exactly (~2 ms per 1,000 tokens), else re-decode it.
+        Never stopped half-way: a cancel must not leave the summarizer's scratch behind."""
+        tokens, data, stats = saved
         try:
-            if tokens:
-                self.engine.state_set(data, tokens)
-            else:
-                self.engine.kv_clear()
-        except EngineFailed:
-            self.notices.append("context restore failed after summarizing; re-decoded it")
-            self.engine.kv_clear()
-            self.engine.decode(tokens)  # same tokens, same positions: the policy sees no change
+            with self.engine.cancellable(None):
+                try:
+                    if tokens:
+                        self.engine.state_set(data, tokens)
+                    else:
+                        self.engine.kv_clear()
+                except EngineFailed:
+                    self.notices.append("context restore failed after summarizing; re-decoded it")
+                    self.engine.kv_clear()
+                    self.engine.decode(tokens)  # same tokens and positions: no policy change
         finally:
+            vars(self.engine.stats).update(vars(stats))
             if hasattr(self.policy, "thaw"):
                 self.policy.thaw()
 
@@ -615,13 +762,19 @@ class Session:
 
     def _decode(self, tokens: list[int]) -> None:
         """Through the window when there is one: it also splits a long text into batches that
-        fit beside the sinks and the pinned region."""
+        fit beside the sinks and the pinned region. Within a reported stage, one batch at a
+        time, each reported as it lands."""
         if not tokens:
             return
-        if self.policy is not None:
-            self.policy.decode(tokens)
-        else:
-            self.engine.decode(tokens)
+        decode = self.policy.decode if self.policy is not None else self.engine.decode
+        stage, step = self._stage_now, self.engine.settings.n_batch
+        if stage is None:
+            decode(tokens)
+            return
+        for i in range(0, len(tokens), step):
+            chunk = tokens[i : i + step]
+            decode(chunk)
+            stage.advance(len(chunk))
 
     def _room(self, n: int) -> None:
         if self.policy is not None:

@@ -23,6 +23,8 @@ HEADLESS = [
     "localctx.gauge",
     "localctx.models",
     "localctx.session",
+    "localctx.turns",
+    "localctx.progress",
     "localctx.runconfig",
 ]
 

@@ -92,3 +92,13 @@ def test_where_prints_paths(tmp_path: Path) -> None:
     assert cli("where", "db").strip() == found["db"]
     assert stat.S_IMODE(Path(found["db"]).stat().st_mode) == 0o700
     assert CliRunner().invoke(main, ["where", "nowhere"]).exit_code == int(Exit.USAGE)
+
+
+def test_memory_sessions_lists_names_sizes_and_the_newest_message(seeded: dict[str, str]) -> None:
+    data = json.loads(cli("memory", "sessions", "--json"))
+    (work,) = data["sessions"]
+    assert work["name"] == "work" and work["messages"] == 2
+    assert work["last_role"] == "assistant" and work["last_text"] == "Noted."
+    assert work["text_bytes"] == len("The access code for the blue depot is 4471.Noted.")
+    line = cli("memory", "sessions").strip()
+    assert line.startswith("work") and "2 msgs" in line and "assistant: Noted." in line

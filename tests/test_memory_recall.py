@@ -12,6 +12,7 @@ import pytest
 from localctx.errors import BadInput, StoreCorrupt
 from localctx.memory.fts import match_expression, query_terms
 from localctx.memory.recall import RecallStore, parse_id
+from localctx.memory.schema import MIGRATIONS
 
 
 @pytest.fixture
@@ -28,11 +29,11 @@ def test_migrations_from_empty_create_a_private_store(tmp_path: Path) -> None:
     names = {r[0] for r in conn.execute("SELECT name FROM _migrations")}
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     conn.close()
-    assert names == {"0001_recall"}
+    assert names == {name for name, _ in MIGRATIONS}
     assert {"sessions", "messages", "segments", "segment_messages", "core", "recall_fts"} <= tables
     RecallStore(path).close()  # re-opening applies nothing twice
     conn = sqlite3.connect(path)
-    assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == 1
+    assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
 
 
 def test_messages_segments_core_round_trip(store: RecallStore) -> None:
@@ -183,3 +184,61 @@ def test_corrupt_sqlite_gives_a_clear_error_and_is_never_overwritten(
         RecallStore(path)
     assert str(path) in str(err.value) and "\n" not in str(err.value)
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+
+
+def test_ids_are_never_reused_after_a_forget(tmp_path: Path) -> None:
+    with RecallStore(tmp_path / "r.sqlite3") as store:
+        sid = store.session_id("a")
+        m1 = store.add_message(sid, "user", "the newest message")
+        c1 = store.add_core("a fact")
+        store.forget(f"m{m1}")
+        store.forget(f"c{c1}")
+        m2 = store.add_message(sid, "user", "a later message")
+        c2 = store.add_core("another fact")
+        assert m2 > m1 and c2 > c1
+        store.discard_message(m2)
+        assert store.add_message(sid, "user", "again") > m2
+        store.delete_session(sid)
+        assert store.add_message(store.session_id("b"), "user", "x") > m2 + 1
+
+
+def test_a_store_from_before_the_id_migration_keeps_its_rows_and_ids(tmp_path: Path) -> None:
+    from localctx.memory import db
+
+    path = tmp_path / "old.sqlite3"
+    conn = db.connect(path, MIGRATIONS[:1])
+    conn.execute("INSERT INTO sessions (name) VALUES ('old')")
+    conn.execute("INSERT INTO messages (session_id, role, content) VALUES (1, 'user', 'kept')")
+    conn.commit()
+    conn.close()
+    with RecallStore(path) as store:
+        assert [row[2] for row in store.messages(1)] == ["kept"]
+        assert store.add_message(1, "user", "new") == 2
+
+
+def test_discard_message_leaves_the_running_summary(tmp_path: Path) -> None:
+    with RecallStore(tmp_path / "r.sqlite3") as store:
+        sid = store.session_id("a")
+        store.set_running_summary(sid, "condensed by the model")
+        mid = store.add_message(sid, "user", "half a paste")
+        store.discard_message(mid)
+        assert store.messages(sid) == []
+        assert store.search("paste") == []
+        assert store.running_summary(sid) == "condensed by the model"
+
+
+def test_sessions_lists_newest_first_with_last_message_and_size(tmp_path: Path) -> None:
+    with RecallStore(tmp_path / "r.sqlite3") as store:
+        a = store.session_id("alpha")
+        store.add_message(a, "user", "hello alpha")
+        b = store.session_id("beta")
+        store.add_message(b, "user", "question")
+        store.add_message(b, "assistant", "an answer é")
+        store.session_id("empty")
+        rows = {row.name: row for row in store.sessions()}
+        assert rows["beta"].messages == 2 and rows["beta"].last_role == "assistant"
+        assert rows["beta"].last_text == "an answer é"
+        assert rows["beta"].text_bytes == len("question") + len("an answer é".encode())
+        assert rows["alpha"].last_text == "hello alpha" and rows["empty"].messages == 0
+        names = [row.name for row in store.sessions()]
+        assert names.index("beta") < names.index("alpha")  # ties (same second): newest id first

@@ -293,8 +293,9 @@ async def test_memory_screen_lists_and_searches_the_store() -> None:
         assert isinstance(screen, MemoryScreen)
         kinds = {getattr(item, "kind", "") for item in screen._items}
         assert {"core", "message"} <= kinds
+        await pilot.press("h", "e", "r", "o", "n")  # typing reaches the search box
         search = screen.query_one(Input)
-        search.value = "heron"
+        assert search.value == "heron" and screen.focused is search
         await pilot.press("enter")
         await app.workers.wait_for_complete()
         await pilot.pause()

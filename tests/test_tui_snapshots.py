@@ -7,6 +7,9 @@ change with `pytest tests/test_tui_snapshots.py --snapshot-update` and look at t
 
 from __future__ import annotations
 
+import time
+from calendar import timegm
+from pathlib import Path
 from typing import Any
 
 from textual.pilot import Pilot
@@ -15,11 +18,14 @@ from localctx.engine.base import ChatMessage
 from localctx.engine.fake import FakeEngine
 from localctx.gauge import GaugeReading, KvReading, RamReading
 from localctx.memory.archival import ArchivalHit
-from localctx.memory.recall import RecallHit
+from localctx.memory.recall import RecallHit, SessionSummary
 from localctx.memory.retrieval import RecalledItem
+from localctx.progress import Progress
 from localctx.session import Eviction, Session
 from localctx.tui import ChatSettings, LocalctxApp, make_app
+from localctx.tui.messages import WorkProgressed, WorkStarted
 from localctx.tui.screens.memory import MemoryScreen
+from localctx.tui.screens.sessions import SessionsScreen
 from localctx.tui.widgets.chat.prompt import PromptInput
 from localctx.tui.widgets.context.panel import ContextPanel
 
@@ -35,11 +41,11 @@ READING = GaugeReading(
     unified_memory=None,
     kv=KvReading(
         n_ctx=8192,
-        cells_used=2796,
-        regions={"sink": 4, "pinned": 380, "recalled": 512, "window": 1900, "free": 5396},
+        cells_used=1796,
+        regions={"sink": 4, "pinned": 380, "recalled": 512, "window": 900, "free": 252},
         spans={},
         total_bytes=8192 * 23_053,
-        used_bytes=2796 * 23_053,
+        used_bytes=1796 * 23_053,
         bytes_per_token=23_053,
         type_k="f16",
         type_v="f16",
@@ -65,6 +71,9 @@ MESSAGES = [
         "        llama_free(self._ctx)\n```",
     },
 ]
+
+
+PASTE = (Path(__file__).parent / "data" / "devils-dictionary-excerpt.txt").read_text()[:20_000]
 
 
 class FixedReadings:
@@ -124,11 +133,53 @@ async def settle(pilot: Pilot[Any]) -> None:
 
 
 def test_chat_screen(snap_compare: Any) -> None:
-    assert snap_compare(snapshot_app(), terminal_size=(120, 36), run_before=settle)
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=settle)
 
 
 def test_chat_screen_small_terminal(snap_compare: Any) -> None:
     assert snap_compare(snapshot_app(), terminal_size=(60, 20), run_before=settle)
+
+
+async def reading_a_long_paste(pilot: Pilot[Any]) -> None:
+    """The state while a 20 KB paste is read: progress first on the status line, the size of
+    the next draft in the prompt's border (fixed figures: no clock is involved)."""
+    await settle(pilot)
+    app = pilot.app
+    assert isinstance(app, LocalctxApp)
+    app.post_message(WorkStarted("reading the prompt…", 99))
+    app.post_message(WorkProgressed(Progress("reading the prompt", 1536, 5133, seconds=9.0), 99))
+    app.widget(PromptInput).load_text(PASTE)
+    for _ in range(3):
+        await pilot.pause()
+
+
+def test_chat_screen_while_a_long_paste_is_read(snap_compare: Any) -> None:
+    assert snap_compare(snapshot_app(), terminal_size=(60, 20), run_before=reading_a_long_paste)
+
+
+def test_chat_screen_while_a_long_paste_is_read_wide(snap_compare: Any) -> None:
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=reading_a_long_paste)
+
+
+def test_sessions_picker(snap_compare: Any) -> None:
+    rows = [
+        SessionSummary("release-notes", "", "2026-05-09 10:00:00", "2026-05-09 11:58:00", 14,
+                       9_800, "assistant", "The changelog now lists the three breaking changes."),
+        SessionSummary("kv-tuning", "", "2026-05-08 09:00:00", "2026-05-08 17:30:00", 40,
+                       61_000, "user", "Why does q4_0 prefill so slowly on the CPU?"),
+        SessionSummary("session-20260501-080000-1a2b", "", "2026-05-01 08:00:00",
+                       "2026-05-01 08:02:00", 2, 120, "assistant", "Paris."),
+    ]  # fmt: skip
+    now = timegm(time.strptime("2026-05-09 12:00:00", "%Y-%m-%d %H:%M:%S"))
+
+    async def open_sessions(pilot: Pilot[Any]) -> None:
+        await settle(pilot)
+        app = pilot.app
+        assert isinstance(app, LocalctxApp)
+        await app.push_screen(SessionsScreen("release-notes", rows=rows, now=now))
+        await pilot.pause()
+
+    assert snap_compare(snapshot_app(), terminal_size=(120, 40), run_before=open_sessions)
 
 
 def test_memory_screen(snap_compare: Any) -> None:

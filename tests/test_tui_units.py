@@ -41,7 +41,8 @@ def test_parse_command_rejects_bad_input_with_a_hint() -> None:
     window = parse_command("/window lots")
     assert isinstance(window, CommandError) and "positive whole number" in window.message
     assert isinstance(parse_command("/window 0"), CommandError)
-    assert isinstance(parse_command("/clear everything"), CommandError)
+    assert isinstance(parse_command("/plan everything"), CommandError)
+    assert parse_command("/clear release-notes") == Command("clear", "release-notes")
     assert parse_command("/KV Q8_0") == Command("kv", "Q8_0")
 
 
@@ -180,7 +181,7 @@ def test_context_view_reads_what_the_session_has() -> None:
 
 def test_source_labels_for_store_hits() -> None:
     hit = RecallHit("m12", "message", "user: hi", "", 1.0, "demo")
-    assert snippet_of(hit).source == "message m12 · demo"
+    assert snippet_of(hit).source == "message m12 · session demo"
     chunk = ArchivalHit("/r", "a.py", 3, 9, "main", "python", "def main(): ...", 1.0)
     assert snippet_of(chunk).source == "a.py:3-9 · main"
     assert snippet_of("plain").source == "memory"

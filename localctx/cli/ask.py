@@ -1,14 +1,17 @@
-"""`localctx ask "QUESTION"`: one answer on stdout, for scripts."""
+"""`localctx ask "QUESTION"`: one answer on stdout, for scripts. Ctrl+C stops it at any point
+(a prefill within one batch) and exits 130 with one line, never a traceback."""
 
 from __future__ import annotations
 
 import sys
+import threading
 
 import click
 
-from localctx.cli.common import emit_json, engine_options, json_option
+from localctx.cli.common import emit_json, engine_options, json_option, sigint_sets
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import open_remote
+from localctx.errors import Cancelled
 from localctx.oneshot import EXPAND_DEFAULT, answer_once
 from localctx.runconfig import run_config
 
@@ -69,7 +72,10 @@ def ask(
     config = run_config(**engine_opts) if remote_engine is None else None  # type: ignore[arg-type]
     settings = config.settings if config else remote_engine.settings  # type: ignore[union-attr]
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
-    with remote_engine or load_engine(settings) as engine:
+    with (
+        sigint_sets(threading.Event()) as interrupted,
+        remote_engine or load_engine(settings) as engine,
+    ):
         # The planner's sink window when the context does not fit memory, or --window; a
         # remote server owns its cache, so there only --window applies.
         window = config.window if config else engine_opts.get("window")
@@ -86,7 +92,11 @@ def ask(
             expand=expand,
             on_text=echo,
             gauge=as_json,
+            cancel=interrupted,
         )
+        if interrupted.is_set():  # during the reply: what streamed stays printed
+            sys.stdout.write("\n")
+            raise Cancelled("interrupted")
         for notice in done.notices:
             click.echo(f"localctx: {notice}", err=True)
         result = done.result

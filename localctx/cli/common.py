@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -50,3 +53,22 @@ def engine_options(func: F) -> F:
     for option in reversed(options):
         func = option(func)
     return func
+
+
+@contextlib.contextmanager
+def sigint_sets(event: threading.Event) -> Iterator[threading.Event]:
+    """Ctrl+C (SIGINT) sets `event` instead of raising KeyboardInterrupt.
+
+    Why: while llama.cpp prefills, Python runs only inside its abort callback; a
+    KeyboardInterrupt raised there is printed as a traceback by ctypes and dropped, and the
+    prefill went on (one `ask` answered in full 121 s later and exited 0). The engine's abort
+    callback reads the event instead, so the prefill stops within one batch.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield event
+        return
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: event.set())
+    try:
+        yield event
+    finally:
+        signal.signal(signal.SIGINT, previous)

@@ -46,7 +46,7 @@ def _line(hit: RecallHit) -> str:
 
 @click.group()
 def memory() -> None:
-    """List, search, show, forget and export what localctx remembers."""
+    """List, search, show, forget and export what localctx remembers; list the sessions."""
 
 
 @memory.command("list")
@@ -144,6 +144,28 @@ def export(fmt: str, as_json: bool) -> None:
         return
     for item in items:
         sys.stdout.write(json.dumps(item) + "\n")
+
+
+@memory.command("sessions")
+@click.option("--limit", type=click.IntRange(1, 100000), default=50, show_default=True)
+@json_option
+def sessions(limit: int, as_json: bool) -> None:
+    """Saved conversations, most recently active first: name, messages, size, newest message
+    (resume one with `localctx chat --session NAME`)."""
+    with _store() as store:
+        rows = store.sessions(limit)
+    if as_json:
+        emit_json({"sessions": [row.to_json() for row in rows]})
+        return
+    if not rows:
+        click.echo("no sessions yet")
+    for row in rows:
+        last = " ".join(row.last_text.split())[:60]
+        who = f"{row.last_role}: " if row.last_role else ""
+        click.echo(
+            f"{row.name:<36} {row.active_at}  {row.messages:>5} msgs "
+            f"{row.text_bytes:>9,} B  {who}{last}"
+        )
 
 
 @memory.command("stats")

@@ -3,12 +3,17 @@
 Positions are explicit. The engine mirrors, position by position, which token each KV cell
 holds (sequence 0), so the KV policy can evict and shift and still know the exact text it
 removed. `n_past` is the next free position (pos_max + 1).
+
+Work is stopped through an event handed in with `cancellable(event)`: a prefill raises
+`localctx.errors.Cancelled` (within one ubatch on llama.cpp) and leaves the cache holding the
+chunks decoded before it; a generation ends with stop_reason "cancelled".
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypedDict, runtime_checkable
@@ -137,6 +142,11 @@ class Engine(Protocol):
         cancel: threading.Event | None = None,
         make_room: MakeRoom | None = None,
     ) -> Iterator[TokenEvent]: ...
+
+    # --- stopping work (localctx.engine.cancellation)
+    def cancellable(self, cancel: threading.Event | None) -> AbstractContextManager[None]: ...
+    @property
+    def cancelled(self) -> bool: ...
 
     # --- KV operations (sequence 0)
     def kv_remove(self, p0: int, p1: int) -> bool: ...

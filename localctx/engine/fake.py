@@ -2,7 +2,8 @@
 
 Tokens are UTF-8 bytes (token id = byte value); replies come from a queue the test fills with
 `enqueue("text")`, else the engine echoes the last user message. KV operations act on the same
-position mirror the real engine keeps, so window logic can be unit-tested against it.
+position mirror the real engine keeps, so window logic can be unit-tested against it; it stops
+work like the real engine (between chunks, inside a slow chunk, between tokens).
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from localctx.engine.base import (
     TokenEvent,
 )
 from localctx.engine.bytetokens import ByteTokens
+from localctx.engine.cancellation import Cancellation
 from localctx.engine.positions import PositionMirror
 from localctx.errors import EngineFailed
 
 EOG = 256
 
 
-class FakeEngine(ByteTokens):
+class FakeEngine(Cancellation, ByteTokens):
     def __init__(
         self,
         settings: EngineSettings | None = None,
@@ -40,14 +42,20 @@ class FakeEngine(ByteTokens):
         token_delay: float = 0.0,
         can_shift: bool = True,
         bytes_per_token: int = 1024,
+        chunk_delay: float = 0.0,
     ) -> None:
         self.settings = settings or EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096)
         self.stats = GenerationStats()
         self.token_delay = token_delay
+        self.chunk_delay = chunk_delay  # seconds per prefill chunk: a prefill to watch or stop
         self.replies: deque[str] = deque()
         self._can_shift = can_shift
         self._bytes_per_token = bytes_per_token
         self._mirror = PositionMirror()
+        # llama.cpp samples from the logits of the last decoded token: after the tail is
+        # removed and nothing decoded, they belong to a token no longer there. The fake then
+        # answers nothing, as the real model did (it sampled the end of the removed reply).
+        self._stale_logits = False
         self._last_prompt = ""
         self.closed = False
 
@@ -98,11 +106,16 @@ class FakeEngine(ByteTokens):
         step = self.settings.n_batch
         for i in range(0, len(tokens), step):
             chunk = list(tokens[i : i + step])
+            self.check_cancel("prefill stopped")
             if make_room:
                 make_room(len(chunk))
             if self.cells_used + len(chunk) > self.n_ctx:
                 raise EngineFailed("the KV cache is full")
+            if self.chunk_delay and len(chunk) > 1:
+                time.sleep(self.chunk_delay)
+                self.check_cancel("prefill stopped")  # as llama.cpp's abort callback does
             self._mirror.extend(chunk)
+            self._stale_logits = False
         self.stats.prefill_tokens = len(tokens)
         self.stats.prefill_seconds = max(len(tokens), 1) * 1e-5
         self._last_prompt = self.detokenize(self.tokens)
@@ -125,12 +138,12 @@ class FakeEngine(ByteTokens):
         make_room: MakeRoom | None = None,
     ) -> Iterator[TokenEvent]:
         reply = self.replies.popleft() if self.replies else self._echo()
-        data = reply.encode("utf-8")
+        data = b"" if self._stale_logits else reply.encode("utf-8")
         self.stats.decode_tokens = 0
         self.stats.stop_reason = "eog"
         start = time.perf_counter()
         for index, token in enumerate(data[: sampling.max_tokens]):
-            if cancel is not None and cancel.is_set():
+            if (cancel is not None and cancel.is_set()) or self.cancelled:
                 self.stats.stop_reason = "cancelled"
                 return
             if self.token_delay:
@@ -141,6 +154,7 @@ class FakeEngine(ByteTokens):
             if make_room:
                 make_room(1)
             self._mirror.extend([token])
+            self._stale_logits = False
             self.stats.decode_tokens += 1
             self.stats.decode_seconds = time.perf_counter() - start
         if len(data) > sampling.max_tokens:
@@ -152,6 +166,8 @@ class FakeEngine(ByteTokens):
 
     # KV operations
     def kv_remove(self, p0: int, p1: int) -> bool:
+        if p1 < 0 or p1 >= self._mirror.n_past:
+            self._stale_logits = True  # the last decoded token is gone
         self._mirror.remove(p0, p1)
         return True
 
@@ -162,6 +178,7 @@ class FakeEngine(ByteTokens):
 
     def kv_clear(self) -> None:
         self._mirror.reset()
+        self._stale_logits = False
 
     @property
     def can_shift(self) -> bool:
@@ -180,6 +197,7 @@ class FakeEngine(ByteTokens):
 
     def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
         self._mirror.reset(tokens)
+        self._stale_logits = False
 
     def state_save(self, path: Path) -> int:
         data = bytes(t for t in self.tokens if t < EOG)
@@ -188,6 +206,7 @@ class FakeEngine(ByteTokens):
 
     def state_load(self, path: Path) -> list[int]:
         self._mirror.reset(path.read_bytes())
+        self._stale_logits = False
         return self.tokens
 
     # lifetime

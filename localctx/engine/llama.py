@@ -34,8 +34,9 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.cancellation import Cancellation
 from localctx.engine.positions import PositionMirror
-from localctx.errors import BadInput, ContextTooLarge, EngineFailed
+from localctx.errors import BadInput, Cancelled, ContextTooLarge, EngineFailed
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import GgufInfo, read_gguf
 
@@ -66,8 +67,9 @@ class Utf8Stream:
         return self._decoder.decode(b"", final=True)
 
 
-class LlamaEngine:
-    """One model, one context, sequence 0. Not thread-safe: one caller at a time."""
+class LlamaEngine(Cancellation):
+    """One model, one context, sequence 0. Not thread-safe: one caller at a time (but
+    `cancel()` and the event given to `cancellable` may be set from any thread)."""
 
     def __init__(self, settings: EngineSettings) -> None:
         self.settings = settings
@@ -87,7 +89,6 @@ class LlamaEngine:
         self._ctx: Any = None
         self._batch: Any = None
         self._mirror = PositionMirror()  # which token each position of sequence 0 holds
-        self._cancel_prefill = threading.Event()
         _init_backend()
         if settings.rpc_servers:  # registers the servers' devices; the load below uses them
             rpc.register(settings.rpc_servers)
@@ -128,9 +129,9 @@ class LlamaEngine:
         )
         cparams.swa_full = settings.swa_full
         cparams.no_perf = False
-        self._abort_cb = ggml_abort = llama_cpp.ggml_abort_callback(
-            lambda _data: self._cancel_prefill.is_set()
-        )
+        # Reads the event only: a signal handler sets it (never raises in here: an exception
+        # inside a ctypes callback is printed and dropped, and the decode goes on).
+        self._abort_cb = ggml_abort = llama_cpp.ggml_abort_callback(lambda _data: self.cancelled)
         cparams.abort_callback = ggml_abort
         cparams.abort_callback_data = None
         self._abort_on = True
@@ -227,6 +228,7 @@ class LlamaEngine:
         step = self.settings.n_batch
         for i in range(0, len(tokens), step):
             chunk = tokens[i : i + step]
+            self.check_cancel("prefill stopped")  # before make_room: no eviction for nothing
             if make_room:
                 make_room(len(chunk))
             self._decode_chunk(chunk, all_logits=False)
@@ -249,11 +251,9 @@ class LlamaEngine:
         ptr = llama_cpp.llama_get_logits_ith(self._ctx, -1)
         return np.ctypeslib.as_array(ptr, shape=(self._n_vocab,)).copy()
 
-    def cancel(self) -> None:
-        """Abort a prefill in progress (from another thread); generation uses its event."""
-        self._cancel_prefill.set()
-
-    def _decode_chunk(self, chunk: Sequence[int], *, all_logits: bool) -> None:
+    def _decode_chunk(
+        self, chunk: Sequence[int], *, all_logits: bool, interruptible: bool = True
+    ) -> None:
         batch = self._batch
         pos0 = self._mirror.n_past
         n = len(chunk)
@@ -265,18 +265,21 @@ class LlamaEngine:
             batch.logits[j] = all_logits
         batch.logits[n - 1] = True
         batch.n_tokens = n
-        self._cancel_prefill.clear()
+        if interruptible:
+            self.check_cancel("prefill stopped")
         # ggml calls the abort callback after every graph node (515 per SmolLM2 token), and a
         # Python callback needs the GIL: while another Python thread runs (the TUI), decode was
         # 18-25% slower on 1 thread and 2.9x slower on 2 (measured here). Only a prefill needs
         # it: generation checks its cancel event between tokens.
-        if (n > 1) != self._abort_on:
-            self._abort_on = n > 1
+        want = n > 1 and interruptible
+        if want != self._abort_on:
+            self._abort_on = want
             callback = self._abort_cb if self._abort_on else llama_cpp.ggml_abort_callback(0)
             llama_cpp.llama_set_abort_callback(self._ctx, callback, None)
         rc = llama_cpp.llama_decode(self._ctx, batch)
         if rc == 2:
-            raise KeyboardInterrupt("prefill cancelled")
+            # llama.cpp removed the aborted ubatch's cells itself; the mirror never had them.
+            raise Cancelled("prefill stopped")
         if rc == 1:
             raise EngineFailed(
                 f"the KV cache is full ({self.cells_used} of {self.n_ctx} cells): "
@@ -295,7 +298,8 @@ class LlamaEngine:
     ) -> Iterator[TokenEvent]:
         """Sample from the current state; each token is decoded before the next is sampled.
 
-        Cancellation is checked before every sample, so it stops within one token.
+        Cancellation (`cancel`, or the event given to `cancellable`) is checked before every
+        sample, so it stops within one token, with stop_reason "cancelled".
         """
         if not self._mirror.n_past:
             raise BadInput("nothing to continue from: decode a prompt first")
@@ -306,7 +310,7 @@ class LlamaEngine:
         start = time.perf_counter()
         try:
             for index in range(sampling.max_tokens):
-                if cancel is not None and cancel.is_set():
+                if (cancel is not None and cancel.is_set()) or self.cancelled:
                     self.stats.stop_reason = "cancelled"
                     break
                 token = int(llama_cpp.llama_sampler_sample(sampler, self._ctx, -1))
@@ -316,7 +320,7 @@ class LlamaEngine:
                 yield TokenEvent(token, stream.push(self.token_piece(token)), index, self.n_past)
                 if make_room:
                     make_room(1)
-                self._decode_chunk([token], all_logits=False)
+                self._decode_chunk([token], all_logits=False, interruptible=False)
                 self.stats.decode_tokens += 1
                 self.stats.decode_seconds = time.perf_counter() - start
         finally:

@@ -49,6 +49,7 @@ from localctx.engine.base import (
     TokenEvent,
 )
 from localctx.engine.bytetokens import ByteTokens
+from localctx.engine.cancellation import Cancellation
 from localctx.errors import BadInput, EngineFailed
 
 DEFAULT_CTX_TOKENS = 8192
@@ -134,7 +135,7 @@ def _clean(content: str) -> str:
     return content.replace(_RS, " ").replace(_US, " ")
 
 
-class RemoteEngine(ByteTokens):
+class RemoteEngine(Cancellation, ByteTokens):
     """An Engine whose model runs behind an OpenAI-compatible URL. One caller at a time."""
 
     def __init__(
@@ -198,6 +199,7 @@ class RemoteEngine(ByteTokens):
 
     def decode(self, tokens: Sequence[int], *, make_room: MakeRoom | None = None) -> None:
         """Record the request text; nothing is sent until `generate`."""
+        self.check_cancel("prefill stopped")
         if make_room and tokens:
             make_room(len(tokens))
         if len(self._pos) + len(tokens) > self.n_ctx:
@@ -231,7 +233,7 @@ class RemoteEngine(ByteTokens):
         index = 0
         with self._open("chat/completions", body) as response:
             for byte in self._reply_bytes(response):
-                if cancel is not None and cancel.is_set():
+                if (cancel is not None and cancel.is_set()) or self.cancelled:
                     self.stats.stop_reason = "cancelled"
                     break  # closing the connection stops generation on llama-server
                 yield TokenEvent(byte, text.decode(bytes([byte])), index, self.n_past)

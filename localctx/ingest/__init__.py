@@ -8,6 +8,7 @@ the store to recall chunks from. `search_repo` is the one-call search behind
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -75,17 +76,19 @@ def attach(
     digest_tokens: int = DIGEST_TOKENS,
     dense: str = "auto",
     dense_progress: DenseProgress | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
 ) -> RepoContext:
     """Bring the index of `repo_path` up to date and return what a chat needs from it.
 
     With `token_counter` (the loaded model's tokenizer) the digest is guaranteed to fit
     `digest_tokens` real tokens; it is rebuilt with that counter only when the stored one
     (sized with the calibrated estimate) does not fit, so it stays stable between chats.
-    `dense` ("auto", "on", "off") decides the dense pass (ingest.dense_pass). The caller
-    owns the returned context: `close()` it when the chat ends.
+    `dense` ("auto", "on", "off") decides the dense pass (ingest.dense_pass);
+    `on_progress` hears each file the ingest walks (the chat's status line shows it). The
+    caller owns the returned context: `close()` it when the chat ends.
     """
     store = store or ArchivalStore.open()
-    report = ingest_repo(repo_path, store, digest_tokens=digest_tokens)
+    report = ingest_repo(repo_path, store, digest_tokens=digest_tokens, on_progress=on_progress)
     record = store.repo(report.repo)
     assert record is not None
     digest, key = record.digest, record.digest_key

@@ -34,6 +34,7 @@ llama-cpp-python 0.3.36, swa_full off (the default here):
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from collections.abc import Sequence
@@ -76,6 +77,30 @@ class WindowStats:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class WindowCheckpoint:
+    """SinkWindow bookkeeping at one moment (`SinkWindow.checkpoint`)."""
+
+    state: dict[str, Any]
+    queued: int  # segments in the queue then
+
+    @property
+    def evictions(self) -> int:
+        return int(self.state["_evictions"])
+
+
+_SHARED = frozenset({"engine", "queue", "_lock"})  # not the window's own: never copied
+_IMMUTABLE = (int, float, str, bool, tuple, frozenset, type(None))
+
+
+def _copied(value: Any) -> Any:
+    """A copy deep enough to be independent: lists of plain values are copied flat (one per
+    cache cell: a deepcopy of a 32K-cell window took tens of ms), anything else deeply."""
+    if isinstance(value, list) and all(isinstance(x, _IMMUTABLE) for x in value):
+        return list(value)
+    return copy.deepcopy(value)
 
 
 class SinkWindow:
@@ -191,6 +216,30 @@ class SinkWindow:
             self._sync()
             self._current = (message_id, kind)
             self._current_start = len(self._stream)
+
+    def checkpoint(self) -> WindowCheckpoint:
+        """The window's bookkeeping now, to `restore` when the message being decoded is taken
+        back (a cancelled prefill); the caller restores the cache itself. Every attribute is
+        kept (bar the engine, the queue and the lock), so bookkeeping added later is too."""
+        with self._lock:
+            self._sync()
+            state = {k: _copied(v) for k, v in vars(self).items() if k not in _SHARED}
+            return WindowCheckpoint(state, len(self.queue))
+
+    def restore(self, mark: WindowCheckpoint) -> None:
+        """Back to `checkpoint()`: segments evicted since are dropped from the queue (the
+        caller put the cache back, so they are in it again)."""
+        with self._lock:
+            pending = self.queue.drain()
+            for segment in pending[: mark.queued]:
+                self.queue.put(segment)
+            for name, value in mark.state.items():
+                setattr(self, name, _copied(value))
+            if self.engine.n_past != len(self._stream):
+                raise EngineFailed(
+                    f"the cache holds {self.engine.n_past} positions after a restore, "
+                    f"the window expected {len(self._stream)}"
+                )
 
     @property
     def protected_end(self) -> int:
@@ -369,8 +418,10 @@ class SinkWindow:
             self._fallback_logged = True
         stats = self.engine.stats
         saved = (stats.prefill_tokens, stats.prefill_seconds)  # keep the caller's prefill figure
-        self.engine.kv_clear()
-        self.engine.decode(kept)
+        # Never stopped half-way: a cancel would leave the cache without what it must keep.
+        with self.engine.cancellable(None):
+            self.engine.kv_clear()
+            self.engine.decode(kept)
         stats.prefill_tokens, stats.prefill_seconds = saved
         self._fallback_used = True
 

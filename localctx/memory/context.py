@@ -25,6 +25,15 @@ from localctx.memory.snapshots import SnapshotIdentity, llama_cpp_version, model
 SNAPSHOT_MIN_TOKENS = 256  # below this a prefill costs about as much as reading the file
 
 
+@dataclass(frozen=True)
+class LedgerMark:
+    length: int
+    base: int
+    last: ChatMessage | None
+    last_open: bool
+    owners: set[int]
+
+
 @dataclass
 class ContextLedger:
     pinned_len: int = 0
@@ -44,6 +53,23 @@ class ContextLedger:
             cut = len(self.tokens) - self.keep
             del self.tokens[:cut], self.owners[:cut]
             self.base += cut
+
+    def mark(self) -> LedgerMark:
+        """The record now, to `rewind` to when what is appended next is taken back."""
+        return LedgerMark(len(self.tokens), self.base, self.last, self.last_open, set(self.kinds))
+
+    def rewind(self, mark: LedgerMark) -> None:
+        cut = max(0, mark.length - (self.base - mark.base))
+        del self.tokens[cut:], self.owners[cut:]
+        for owner in set(self.kinds) - mark.owners:
+            del self.kinds[owner]
+        self.last, self.last_open = mark.last, mark.last_open
+
+    def drop_tail(self, n: int, last: ChatMessage | None, last_open: bool) -> None:
+        """Forget the newest `n` tokens (a retracted turn); `last` is what now ends the cache."""
+        if n > 0:
+            del self.tokens[-n:], self.owners[-n:]
+        self.last, self.last_open = last, last_open
 
     def owners_between(self, stream_start: int, stream_end: int) -> list[int] | None:
         """Owners of the policy's stream indices [start, end): the policy counts from the first

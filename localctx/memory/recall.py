@@ -2,7 +2,9 @@
 
 One SQLite file (`<home>/db/recall.sqlite3`, WAL, 0600) with an FTS5 index over all three kinds
 so one BM25 query searches everything the model has seen. Rows are addressed by a kind-prefixed
-id the CLI and UI show: `m12` (message), `s3` (evicted segment), `c2` (core memory).
+id the CLI and UI show: `m12` (message), `s3` (evicted segment), `c2` (core memory). An id is
+never handed out twice, even after its row is forgotten (a second `/forget m12` must not hit a
+newer message).
 
 Must not: call the model or touch the KV cache (the summarizer and the session do that), and
 never rewrite a committed row except to add a summary — a crash leaves what was committed.
@@ -35,6 +37,23 @@ class RecallHit:
     score: float  # BM25, higher is better
     session: str | None = None
     coverage: float = 1.0  # IDF-weighted share of the query's terms the row holds (0..1)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """One line of the sessions list (`/sessions`, `localctx memory sessions`)."""
+
+    name: str
+    model: str
+    created_at: str  # SQLite datetime, UTC
+    active_at: str  # the newest message's time (the creation time without messages)
+    messages: int
+    text_bytes: int  # UTF-8 bytes of its messages
+    last_role: str
+    last_text: str
+
+    def to_json(self) -> dict[str, object]:
+        return dict(vars(self))
 
 
 @dataclass(frozen=True)
@@ -149,11 +168,11 @@ class RecallStore:
     # ------------------------------------------------------------------ messages
     def add_message(self, session_id: int, role: str, content: str) -> int:
         with self._lock, self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO messages (session_id, role, content) VALUES (?, ?, ?)",
-                (session_id, role, content),
+            mid = self._fresh_id("message", "messages")
+            self._conn.execute(
+                "INSERT INTO messages (id, session_id, role, content) VALUES (?, ?, ?, ?)",
+                (mid, session_id, role, content),
             )
-            mid = int(cur.lastrowid or 0)
             self._index("message", mid, content)
             return mid
 
@@ -189,12 +208,12 @@ class RecallStore:
         """Store an evicted segment verbatim, its summary pending (committed before returning)."""
         ids = sorted({int(m) for m in message_ids if int(m) > 0})
         with self._lock, self._conn:
-            cur = self._conn.execute(
-                "INSERT INTO segments (session_id, seq, stream_start, stream_end, n_tokens, text,"
-                " message_ids) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (session_id, seq, stream[0], stream[1], n_tokens, text, json.dumps(ids)),
+            sid = self._fresh_id("segment", "segments")
+            self._conn.execute(
+                "INSERT INTO segments (id, session_id, seq, stream_start, stream_end, n_tokens,"
+                " text, message_ids) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (sid, session_id, seq, stream[0], stream[1], n_tokens, text, json.dumps(ids)),
             )
-            sid = int(cur.lastrowid or 0)
             self._conn.executemany(
                 "INSERT OR IGNORE INTO segment_messages (segment_id, message_id) VALUES (?, ?)",
                 [(sid, m) for m in ids],
@@ -251,8 +270,8 @@ class RecallStore:
         if not text.strip():
             raise BadInput("nothing to remember: give the fact as text")
         with self._lock, self._conn:
-            cur = self._conn.execute("INSERT INTO core (text) VALUES (?)", (text.strip(),))
-            cid = int(cur.lastrowid or 0)
+            cid = self._fresh_id("core", "core")
+            self._conn.execute("INSERT INTO core (id, text) VALUES (?, ?)", (cid, text.strip()))
             self._index("core", cid, text.strip())
             return cid
 
@@ -483,6 +502,56 @@ class RecallStore:
             if (r := c.execute("SELECT name FROM sessions WHERE id = ?", (s,)).fetchone())
         ]
         return Forgotten(tuple(deleted), tuple(names))
+
+    def discard_message(self, message_id: int) -> None:
+        """Take back a message that never became part of the conversation (a prefill stopped
+        half-way, a retracted turn): the row and its index entry only — unlike `forget`, the
+        running summary is left as it is (nothing was summarized from it)."""
+        with self._lock, self._conn:
+            self._conn.execute("DELETE FROM messages WHERE id = ?", (message_id,))
+            self._unindex("message", message_id)
+
+    # ------------------------------------------------------------------ sessions overview
+    def sessions(self, limit: int = 200) -> list[SessionSummary]:
+        """Sessions, most recently active first, with their newest message and size."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT s.id, s.name, s.model, s.created_at, count(m.id),"
+                " coalesce(sum(length(CAST(m.content AS BLOB))), 0),"
+                " coalesce(max(m.created_at), s.updated_at) AS active"
+                " FROM sessions s LEFT JOIN messages m ON m.session_id = s.id"
+                " GROUP BY s.id ORDER BY active DESC, s.id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+            out = []
+            for r in rows:
+                last = self._conn.execute(
+                    "SELECT role, content FROM messages WHERE session_id = ?"
+                    " AND content != '' ORDER BY id DESC LIMIT 1",
+                    (int(r[0]),),
+                ).fetchone()
+                out.append(
+                    SessionSummary(
+                        name=str(r[1]),
+                        model=str(r[2] or ""),
+                        created_at=str(r[3]),
+                        active_at=str(r[6]),
+                        messages=int(r[4]),
+                        text_bytes=int(r[5]),
+                        last_role=str(last[0]) if last else "",
+                        last_text=str(last[1]) if last else "",
+                    )
+                )
+            return out
+
+    def _fresh_id(self, kind: str, table: str) -> int:
+        """Above every id the table holds and every id it ever deleted (migration 0002)."""
+        row = self._conn.execute(
+            f"SELECT max(coalesce((SELECT max(id) FROM {table}), 0),"
+            " coalesce((SELECT high FROM retired_ids WHERE kind = ?), 0)) + 1",
+            (kind,),
+        ).fetchone()
+        return int(row[0])
 
     # ------------------------------------------------------------------ FTS upkeep
     # The FTS rowid encodes (kind, id) so an update or delete is a rowid lookup, not a scan of

@@ -73,4 +73,25 @@ def _0001_recall(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[Migration] = [("0001_recall", _0001_recall)]
+def _0002_ids_never_reused(conn: sqlite3.Connection) -> None:
+    """SQLite hands a deleted row's id (the highest) to the next insert: after `/forget m12`
+    a new message became m12 again, and a second `/forget m12` deleted it. `retired_ids`
+    keeps, per kind, the highest id ever deleted (triggers); inserts start above it."""
+    conn.execute(
+        "CREATE TABLE retired_ids (kind TEXT PRIMARY KEY, high INTEGER NOT NULL DEFAULT 0)"
+    )
+    for kind, table in (("message", "messages"), ("segment", "segments"), ("core", "core")):
+        conn.execute(
+            f"INSERT INTO retired_ids (kind, high) SELECT ?, coalesce(max(id), 0) FROM {table}",
+            (kind,),
+        )
+        conn.execute(
+            f"CREATE TRIGGER {table}_retire_id AFTER DELETE ON {table} BEGIN"
+            f" UPDATE retired_ids SET high = max(high, OLD.id) WHERE kind = '{kind}'; END"
+        )
+
+
+MIGRATIONS: list[Migration] = [
+    ("0001_recall", _0001_recall),
+    ("0002_ids_never_reused", _0002_ids_never_reused),
+]

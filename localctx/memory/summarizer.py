@@ -8,7 +8,8 @@ oldest lines are dropped — the bound holds whatever the model writes.
 
 Must not: run while tokens are streaming, or own the KV cache. The functions here clobber the
 engine's cache; the session saves the conversation state around them (state_get/state_set,
-~2 ms per 1,000 tokens) and calls them only between turns.
+~2 ms per 1,000 tokens) and calls them only between turns. A stopped summary raises Cancelled
+and commits nothing: its segment stays pending.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 
 from localctx.engine.base import ChatMessage, Engine, Sampling
+from localctx.errors import Cancelled
 from localctx.memory.recall import PendingSegment, RecallStore
 
 SEGMENT_PROMPT = (
@@ -80,6 +82,8 @@ def run_prompt(engine: Engine, messages: list[ChatMessage], sampling: Sampling) 
     engine.decode(tokens)
     text = "".join(event.text for event in engine.generate(sampling))
     engine.kv_clear()
+    if engine.stats.stop_reason == "cancelled":  # half a summary must not be committed
+        raise Cancelled("summary stopped")
     return " ".join(text.split())
 
 

@@ -71,6 +71,8 @@ class TurnFigures:
     prefill_tps: float
     decode_tps: float
     stop_reason: str
+    max_tokens: int = 0  # the limit the reply ran under (said when it was hit)
+    note: str = ""  # e.g. "regenerated (temperature 0.8, seed 123)"
 
 
 class GenerationFinished(Message):
@@ -107,11 +109,12 @@ class ContextChanged(Message):
 class IngestProgressed(Message):
     """Files walked so far in an /ingest run. Replaceable like a gauge reading."""
 
-    def __init__(self, done: int, total: int | None, current: str) -> None:
+    def __init__(self, done: int, total: int | None, current: str, work_id: int = 0) -> None:
         super().__init__()
         self.done = done
         self.total = total
         self.current = current
+        self.work_id = work_id
 
     def can_replace(self, message: Message) -> bool:
         return isinstance(message, IngestProgressed)
@@ -138,10 +141,11 @@ class CommandAnswered(Message):
 class MemoryListed(Message):
     """Rows for the memory screen (a browse or a search finished)."""
 
-    def __init__(self, query: str, rows: list[Any]) -> None:
+    def __init__(self, query: str, rows: list[Any], core: str = "") -> None:
         super().__init__()
         self.query = query
         self.rows = rows
+        self.core = core  # "core memory 45/128 tokens"
 
 
 class SessionSaved(Message):
@@ -150,3 +154,59 @@ class SessionSaved(Message):
     def __init__(self, where: str) -> None:
         super().__init__()
         self.where = where
+
+
+class WorkStarted(Message):
+    """A worker took the model (a turn, summaries, a rebuild, a load): the status says what,
+    and says `ready` again only at WorkFinished."""
+
+    def __init__(self, activity: str, work_id: int) -> None:
+        super().__init__()
+        self.activity = activity
+        self.work_id = work_id
+
+
+class WorkProgressed(Message):
+    """How far a long step got (a localctx.progress.Progress). Replaceable: only the newest
+    pending report is drawn."""
+
+    def __init__(self, progress: Any, work_id: int) -> None:
+        super().__init__()
+        self.progress = progress
+        self.work_id = work_id
+
+    def can_replace(self, message: Message) -> bool:
+        return isinstance(message, WorkProgressed) and message.work_id == self.work_id
+
+
+class WorkFinished(Message):
+    """The worker released the model; `note` is said after `ready` (e.g. "stopped")."""
+
+    def __init__(self, note: str, work_id: int) -> None:
+        super().__init__()
+        self.note = note
+        self.work_id = work_id
+
+
+class PromptWithdrawn(Message):
+    """A message was stopped while the model read it: it was taken back whole, not sent."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+
+
+class SessionsListed(Message):
+    """Rows for the sessions picker (localctx.memory.recall.SessionSummary)."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        super().__init__()
+        self.rows = rows
+
+
+class ModelsListed(Message):
+    """Rows for the model picker: (entry, installed, fit text)."""
+
+    def __init__(self, rows: list[Any]) -> None:
+        super().__init__()
+        self.rows = rows

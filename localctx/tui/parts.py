@@ -36,15 +36,22 @@ class NoMemoryStore(BadInput):
 
 
 # ------------------------------------------------------------------ model and session
-def default_session(engine: Engine, settings: ChatSettings) -> Any:
-    """A session over the on-disk stores: resumed by name, with the repo attached if any."""
+def default_session(
+    engine: Engine, settings: ChatSettings, progress: IngestProgress | None = None
+) -> Any:
+    """A session over the on-disk stores: resumed by name, with the repo attached if any
+    (ingested first when it changed: `progress` hears each file)."""
     from localctx.session import Session
 
     repo = None
     if settings.repo is not None:
         from localctx.ingest import attach
 
-        repo = attach(settings.repo, token_counter=lambda text: len(engine.tokenize(text)))
+        repo = attach(
+            settings.repo,
+            token_counter=lambda text: len(engine.tokenize(text)),
+            on_progress=(lambda p: progress(p.files_seen, None, p.relpath)) if progress else None,
+        )
     name = settings.session_name or new_session_name()
     return Session.open(engine, name=name, window=settings.window, repo=repo)
 
@@ -81,7 +88,8 @@ class SessionGauge:
     """The gauge sampler, pointed at the session's current sink window on every sample.
 
     The session creates its policy when the context starts (and anew after /window or a
-    rebuild), after the sampler was built — which must happen before decoding starts.
+    rebuild), after the sampler was built — which must happen before decoding starts. Tokens
+    seen and evictions are the session's totals, so a rebuild does not reset them.
     """
 
     def __init__(self, engine: Engine, session: Any) -> None:
@@ -92,7 +100,12 @@ class SessionGauge:
 
     def sample(self) -> Any:
         self.sampler.policy = getattr(self.session, "policy", None)
-        return self.sampler.sample()
+        reading = self.sampler.sample()
+        totals = getattr(self.session, "stream_totals", None)
+        if totals is None or self.sampler.policy is None:
+            return reading
+        seen, evictions = totals()  # over the session: a rebuild restarts the window's own
+        return replace(reading, kv=replace(reading.kv, tokens_seen=seen, evictions=evictions))
 
 
 def default_sampler(engine: Engine, session: Any) -> Sampler:
@@ -131,7 +144,17 @@ def _store(session: Any, what: str) -> Any:
 def remember(session: Any, text: str) -> str:
     _store(session, "/remember")
     cid = session.remember(text)
-    return f"pinned to core memory as `c{cid}` (in context from the next turn): {text}"
+    total = core_total(session)
+    return f"pinned to core memory as `c{cid}` (in context from the next turn; {total}): {text}"
+
+
+def core_total(session: Any) -> str:
+    """`core memory 45/128 tokens`: core memory is in every context, so its size is shown."""
+    tokens = getattr(session, "core_tokens", None)
+    budget = getattr(session, "core_budget", None)
+    if tokens is None or budget is None:
+        return "core memory"
+    return f"core memory {tokens():,}/{budget:,} tokens"
 
 
 def forget(session: Any, target: str) -> str:
@@ -215,11 +238,63 @@ def plan_markdown(settings: ChatSettings) -> str:
 
 
 def save_session(session: Any) -> str:
-    """On quit or /session: write the KV snapshot and say what was kept."""
+    """On quit or /session: write the KV snapshot and say what was kept, and how to resume."""
     if getattr(session, "store", None) is None:
         close_session(session)
         return "this session had no memory store; nothing was saved"
     notices = close_session(session)
     name = getattr(session, "name", "") or "session"
     kept = f"session `{name}` saved ({len(getattr(session, 'messages', []))} messages)"
-    return "; ".join([kept, *notices])
+    return "; ".join([kept, *notices]) + f"\nresume it with: localctx chat --session {name}"
+
+
+def kept_without_snapshot(session: Any) -> str:
+    """Ctrl+Q while the model could not be stopped (a model still loading): the messages are
+    committed as they are written, only the KV snapshot is missing."""
+    name = getattr(session, "name", "") or "session"
+    return (
+        f"session `{name}`: its messages are kept; the KV snapshot was not written (the model "
+        f"was busy), so resuming re-reads the newest messages\n"
+        f"resume it with: localctx chat --session {name}"
+    )
+
+
+# ------------------------------------------------------------------ pickers
+def list_sessions(limit: int = 200) -> list[Any]:
+    """Saved conversations, newest first (the sessions picker, F4)."""
+    from localctx.memory.recall import RecallStore
+
+    with RecallStore() as store:
+        return [s for s in store.sessions(limit) if not s.name.startswith("ask-")]
+
+
+def list_models(settings: ChatSettings) -> list[tuple[Any, str]]:
+    """Catalogue entries with a fit line each: the planner's choice for an installed model
+    (it reads the GGUF header only), the weights against free memory for a pullable one."""
+    import psutil
+
+    from localctx.models.catalogue import Catalogue
+    from localctx.planner import plan_model
+    from localctx.tui.widgets.gauge.bars import human_bytes, human_count
+
+    ctx = settings.engine.n_ctx if settings.engine is not None else 8192
+    free = psutil.virtual_memory().available
+    rows: list[tuple[Any, str]] = []
+    for entry in Catalogue.load().entries.values():
+        if entry.installed:
+            try:
+                rec = plan_model(entry.path, ctx, contexts=()).recommendation
+            except Exception as exc:  # a bad file shows why instead of hiding the picker
+                rows.append((entry, f"cannot plan: {exc}"))
+                continue
+            window = f", window {human_count(rec.window)}" if rec.window else ""
+            fit = "fits" if rec.fits else "does not fit"
+            rows.append(
+                (entry, f"{fit}: ctx {human_count(rec.n_ctx)} {rec.type_k}{window}, "
+                 f"{human_bytes(rec.total_bytes)}")
+            )  # fmt: skip
+        else:
+            need = human_bytes(entry.size) if entry.size else "size unknown"
+            ok = "fits" if entry.size and entry.size < free else "check"
+            rows.append((entry, f"pull {need}; {ok} in {human_bytes(free)} free RAM"))
+    return rows

@@ -45,6 +45,21 @@ class GaugeView:
             return None
         return int(self.cells_held * self.bytes_per_token)
 
+    @property
+    def bar_cells(self) -> int:
+        """What the KV bar and the figures beside it are measured against: the sink window
+        when there is one (it never holds more), else the whole context."""
+        return self.window or self.n_ctx
+
+    @property
+    def bar_bytes(self) -> int | None:
+        """Bytes of `bar_cells` cells (the window's share of the allocation)."""
+        if not self.window:
+            return self.kv_bytes
+        if self.bytes_per_token is None:
+            return None
+        return int(self.window * self.bytes_per_token)
+
 
 def _as_mapping(reading: Any) -> Mapping[str, Any]:
     if reading is None:
@@ -75,8 +90,9 @@ def gauge_view(reading: Any) -> GaugeView:
     cells = {r: int(_pick(d, f"kv.regions.{r}", f"kv.cells.{r}") or 0) for r in REGIONS}
     n_ctx = int(_pick(d, "kv.n_ctx") or sum(cells.values()))
     held = int(_pick(d, "kv.cells_used") or 0) or sum(v for k, v in cells.items() if k != "free")
-    if not cells["free"] and n_ctx:
-        cells["free"] = max(n_ctx - held, 0)
+    window = _pick(d, "kv.window")
+    if not cells["free"] and (window or n_ctx):
+        cells["free"] = max((window or n_ctx) - held, 0)  # the bar's own measure (see bar_cells)
     vram_used = vram_total = None
     vram = _pick(d, "vram")
     if isinstance(vram, list) and vram:
@@ -101,7 +117,7 @@ def gauge_view(reading: Any) -> GaugeView:
         kv_used=_pick(d, "kv.used_bytes"),
         bytes_per_token=_pick(d, "kv.bytes_per_token"),
         kv_type=kv_type,
-        window=_pick(d, "kv.window"),
+        window=window,
         tokens_seen=int(_pick(d, "kv.tokens_seen") or 0),
         cells_held=held,
         evictions=int(_pick(d, "kv.evictions") or 0),
@@ -114,9 +130,10 @@ def gauge_view(reading: Any) -> GaugeView:
 
 @dataclass(frozen=True)
 class Snippet:
-    source: str  # "src/app.py:10-42" or "session demo · segment 3"
+    source: str  # "src/app.py:10-42" or "segment s3 · session demo"
     text: str
     tokens: int | None = None
+    code: bool = False  # a repository chunk: its lines are kept as they are
 
 
 @dataclass(frozen=True)
@@ -128,6 +145,8 @@ class ContextView:
     eviction_summary: str | None = None  # None: not summarized yet
     summaries_written: bool = True  # False: no memory store, so nothing will be summarized
     pinned: tuple[str, ...] = ()  # core-memory facts (/remember)
+    core_tokens: int | None = None  # what core memory takes of its budget, in tokens
+    core_budget: int | None = None
 
 
 def _get(obj: Any, *names: str) -> Any:
@@ -157,7 +176,7 @@ def source_label(item: Any) -> str:
     else:
         label = str(_get(item, "source", "kind") or "memory") + (f" {ident}" if ident else "")
     session = _get(item, "session")
-    return f"{label} · {session}" if session else label
+    return f"{label} · session {session}" if session else label
 
 
 def snippet_of(item: Any) -> Snippet:
@@ -170,7 +189,8 @@ def snippet_of(item: Any) -> Snippet:
     summary = _get(item, "summary")
     if summary:
         text = f"{text}\n(summary: {summary})"
-    return Snippet(source, str(text), _get(item, "n_tokens", "tokens"))
+    code = bool(_get(item, "path")) or str(_get(item, "id") or "").startswith("repo:")
+    return Snippet(source, str(text), _get(item, "n_tokens", "tokens"), code)
 
 
 def context_view(session: Any) -> ContextView:
@@ -189,6 +209,8 @@ def context_view(session: Any) -> ContextView:
         eviction_summary = _get(eviction, "summary")
     core = getattr(session, "core", None) or ()
     pinned = tuple(str(c[1]) if isinstance(c, tuple) else str(c) for c in core)
+    count = getattr(session, "core_tokens", None)
+    core_tokens = count() if callable(count) and getattr(session, "store", None) else None
     return ContextView(
         recalled=recalled,
         summary=str(summary),
@@ -197,4 +219,6 @@ def context_view(session: Any) -> ContextView:
         eviction_summary=eviction_summary,
         summaries_written=getattr(session, "store", None) is not None,
         pinned=pinned,
+        core_tokens=core_tokens,
+        core_budget=getattr(session, "core_budget", None) if core_tokens is not None else None,
     )

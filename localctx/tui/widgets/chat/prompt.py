@@ -1,31 +1,57 @@
 """The prompt: multi-line entry with history. Enter sends; Shift/Alt+Enter or Ctrl+J: new line.
 
 Up on the first line and Down on the last line walk the history (so arrows still move the
-cursor inside a multi-line draft), and the draft being typed is kept while browsing.
+cursor inside a multi-line draft), the cursor lands at the end of the recalled prompt (as in a
+shell), and the draft being typed is kept while browsing. The history is saved as it grows
+(`on_change`), so it survives a restart. A long draft (a paste) shows its size in the border
+before it is sent: bytes, an estimate of its tokens, and whether it will push older text out
+of the window while it is read.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 from textual import events
 from textual.message import Message
 from textual.widgets import TextArea
 
+from localctx.ingest.tokens import estimate_tokens
+from localctx.tui.widgets.gauge.bars import human_bytes, human_count
+
 _NEWLINE_KEYS = {"shift+enter", "alt+enter", "ctrl+j", "ctrl+enter"}
+SIZE_NOTE_CHARS = 1_000  # drafts from this long on show their size
 
 
 class PromptHistory:
-    """Sent prompts, oldest first; a cursor that walks them and remembers the draft (pure)."""
+    """Sent prompts, oldest first; a cursor that walks them and remembers the draft (pure but
+    for `on_change`, called with the entries after each push)."""
 
-    def __init__(self, entries: list[str] | None = None, limit: int = 500) -> None:
+    def __init__(
+        self,
+        entries: list[str] | None = None,
+        limit: int = 500,
+        on_change: Callable[[list[str]], None] | None = None,
+    ) -> None:
         self.entries = list(entries or [])
         self.limit = limit
+        self.on_change = on_change
         self._index: int | None = None  # None: editing the draft
         self._draft = ""
+
+    @classmethod
+    def persisted(cls) -> PromptHistory:
+        """The history saved under the user's home (localctx.tui.state)."""
+        from localctx.tui import state
+
+        return cls(state.load_history(), on_change=state.save_history)
 
     def push(self, text: str) -> None:
         if text and (not self.entries or self.entries[-1] != text):
             self.entries.append(text)
             del self.entries[: -self.limit]
+            if self.on_change is not None:
+                self.on_change(self.entries)
         self._index = None
 
     def previous(self, current: str) -> str | None:
@@ -49,6 +75,17 @@ class PromptHistory:
         return self._draft
 
 
+def size_note(text: str, window: int | None) -> str:
+    """`20.1 KiB · ≈5.2K tokens · over the 2K window: older text is evicted as it is read`."""
+    if len(text) < SIZE_NOTE_CHARS:
+        return ""
+    tokens = estimate_tokens(text)
+    note = f"{human_bytes(len(text.encode('utf-8')))} · ≈{human_count(tokens)} tokens"
+    if window and tokens > window:
+        note += f" · over the {human_count(window)} window: older text is evicted as it is read"
+    return note
+
+
 class PromptInput(TextArea):
     class Submitted(Message):
         def __init__(self, text: str) -> None:
@@ -66,6 +103,10 @@ class PromptInput(TextArea):
             **kwargs,  # type: ignore[arg-type]
         )
         self.prompt_history = history or PromptHistory()
+        self.window: int | None = None  # the sink window, for the size note
+
+    def on_text_area_changed(self, event: TextArea.Changed) -> None:
+        self.border_subtitle = size_note(self.text, self.window)
 
     async def _on_key(self, event: events.Key) -> None:
         key = event.key
@@ -85,23 +126,20 @@ class PromptInput(TextArea):
             if recalled is not None:
                 event.stop()
                 event.prevent_default()
-                self._show(recalled, at_end=False)
+                self._show(recalled)
             return
         if key == "down" and row == self.document.line_count - 1 and not self.selected_text:
             recalled = self.prompt_history.next()
             if recalled is not None:
                 event.stop()
                 event.prevent_default()
-                self._show(recalled, at_end=True)
+                self._show(recalled)
             return
         await super()._on_key(event)
 
-    def _show(self, text: str, *, at_end: bool) -> None:
+    def _show(self, text: str) -> None:
         self.load_text(text)
-        if at_end:
-            self.move_cursor(self.document.end)
-        else:
-            self.move_cursor((0, len(self.document[0])))
+        self.move_cursor(self.document.end)
 
     def take(self) -> str:
         """The prompt's text, cleared from the box and pushed onto the history."""

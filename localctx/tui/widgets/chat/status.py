@@ -1,4 +1,10 @@
-"""The status line: model, backend, KV types, context and window, and what the app is doing."""
+"""The status line: what the model is doing first, then model, backend, KV types, context and
+window, repository and session.
+
+The state comes first because it is what changes and what people look for; at 60 columns the
+line is cut at its end, and the end is what changes least. `ready` is only ever shown when no
+worker holds the model (the app sets `busy`).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +22,9 @@ class StatusLine(Static):
     n_ctx: reactive[int] = reactive(0)
     window: reactive[int | None] = reactive(None)
     activity: reactive[str] = reactive("starting")
+    busy: reactive[bool] = reactive(True)
     session_name: reactive[str] = reactive("")
+    repo: reactive[str] = reactive("")
 
     def render(self) -> Text:
         parts = [self.model]
@@ -27,7 +35,15 @@ class StatusLine(Static):
         if self.n_ctx:
             window = f" · window {human_count(self.window)}" if self.window else ""
             parts.append(f"ctx {human_count(self.n_ctx)}{window}")
+        if self.repo:
+            parts.append(f"repo {self.repo}")
         if self.session_name:
             parts.append(f"session {self.session_name}")
-        left = "  ·  ".join(parts)
-        return Text.assemble((left, "bold"), ("   " + self.activity, "italic"))
+        state = ("● " if self.busy else "○ ") + self.activity
+        return Text.assemble(
+            (state, "bold yellow" if self.busy else "bold green"),
+            ("  │  ", "dim"),
+            ("  ·  ".join(parts), "bold"),
+            no_wrap=True,
+            overflow="ellipsis",
+        )

@@ -5,6 +5,11 @@ fragments when the widget falls behind; re-rendering the whole reply per token i
 chat UIs stutter past ~20 tok/s. A prompt longer than PREVIEW_CHARS (a 200 KB paste) is shown
 as a preview: all of it goes to the model, but laying out 200 KB of Markdown would freeze the
 UI for seconds and tell the reader nothing.
+
+The transcript follows the newest output (Textual's anchor) until the reader scrolls up;
+sending a message or a new reply starting brings it back to the bottom (`follow`). It never
+takes the keyboard focus: typing always goes to the prompt, and PageUp/PageDown scroll it
+from there. Results and errors stay in it as one-line notices (a toast alone vanishes).
 """
 
 from __future__ import annotations
@@ -28,6 +33,13 @@ def preview(text: str, limit: int = PREVIEW_CHARS) -> str:
 class UserMessage(Static):
     def __init__(self, text: str) -> None:
         super().__init__(preview(text), markup=False, classes="message user")
+        self.text = text
+
+    def withdraw(self) -> None:
+        """The model was stopped while reading it: it was not sent (and is not stored)."""
+        self.add_class("withdrawn")
+        shown = preview(self.text).replace("; sent whole to the model)", ")")
+        self.update(f"{shown}\n— stopped while the model read it: not sent, not stored")
 
 
 class Reply(Markdown):
@@ -76,17 +88,51 @@ class Notice(Static):
         super().__init__(text, markup=False, classes="notice error" if error else "notice")
 
 
-class Transcript(VerticalScroll):
+class Transcript(VerticalScroll, can_focus=False):
     """Keeps to the bottom while replies stream, unless the user scrolled up to read."""
 
     def on_mount(self) -> None:
         self.anchor()
 
-    async def add(self, widget: Static | Markdown) -> None:
-        await self.mount(widget)
+    def follow(self) -> None:
+        """Back to the newest output, and keep to it (sending, a new reply, Ctrl+End)."""
         self.anchor()
+        self.call_after_refresh(self.scroll_end, animate=False)
+
+    @property
+    def following(self) -> bool:
+        # Textual releases the anchor when the reader scrolls; it has no public flag for it.
+        return self.is_anchored and not getattr(self, "_anchor_released", False)
+
+    async def add(self, widget: Static | Markdown) -> None:
+        following = self.following
+        await self.mount(widget)
+        if following:
+            self.follow()
+
+    def add_notice(self, text: str, *, error: bool = False) -> None:
+        """A result or an error, kept (from synchronous handlers: the mount is scheduled)."""
+        following = self.following
+        self.mount(Notice(text, error=error))
+        if following:
+            self.follow()
 
     async def start_reply(self) -> Reply:
+        """A new reply: the transcript jumps to it and follows it."""
         reply = Reply()
-        await self.add(reply)
+        await self.mount(reply)
+        self.follow()
         return reply
+
+    def replies(self) -> list[Reply]:
+        return list(self.query(Reply))
+
+    def last_turn(self) -> list[Static | Markdown]:
+        """The newest user message and the reply widgets after it (what an edit replaces)."""
+        children = list(self.children)
+        users = [i for i, w in enumerate(children) if isinstance(w, UserMessage)]
+        if not users:
+            return []
+        at = users[-1]
+        tail = [w for w in children[at + 1 :] if isinstance(w, Reply | ReplyFooter)]
+        return [children[at], *tail]  # type: ignore[list-item]

@@ -48,8 +48,11 @@ class ContextPanel(Widget):
         for snippet in v.recalled:
             tokens = f" · {snippet.tokens} tok" if snippet.tokens else ""
             out.append(Text(f"▸ {snippet.source}{tokens}", source))
-            lines = snippet.text.strip().splitlines()[:SNIPPET_LINES]
-            out.append(Text("\n".join(f"  {ln}" for ln in lines), dim, overflow="ellipsis"))
+            lines = snippet.text.strip("\n").splitlines()[:SNIPPET_LINES]
+            if snippet.code:  # code keeps its lines: cut at the panel's edge, never re-flowed
+                out.extend(Text(f"  {ln}", dim, no_wrap=True, overflow="ellipsis") for ln in lines)
+            else:
+                out.append(Text("\n".join(f"  {ln}" for ln in lines), dim, overflow="ellipsis"))
         out.append(Text(""))
         out.append(Text("Latest eviction", head))
         if not v.eviction:
@@ -69,6 +72,11 @@ class ContextPanel(Widget):
         out.append(Text(v.summary or "nothing evicted yet", "" if v.summary else dim))
         if v.pinned:
             out.append(Text(""))
-            out.append(Text(f"Pinned facts ({len(v.pinned)})", head))
+            size = (
+                f" · {v.core_tokens:,}/{v.core_budget:,} tokens"
+                if v.core_tokens is not None and v.core_budget
+                else ""
+            )
+            out.append(Text(f"Pinned facts ({len(v.pinned)}{size})", head))
             out.extend(Text(f"• {fact}") for fact in v.pinned)
         return Group(*out)

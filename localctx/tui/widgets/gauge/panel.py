@@ -2,6 +2,11 @@
 
 Both draw a GaugeView; neither samples anything. Colours come from component classes styled in
 app.tcss, so themes and the snapshot tests see the same palette.
+
+The KV bar and the bytes beside it are measured against the same thing: the sink window when
+there is one (the cache never holds more than the window), else the whole context; the bytes
+llama.cpp allocated for the whole context are a separate, labelled line. `seen` and
+`evictions` count over the session (a rebuild starts a new window, not a new count).
 """
 
 from __future__ import annotations
@@ -68,6 +73,10 @@ class _GaugeBase(Widget):
 class GaugePanel(_GaugeBase):
     """RAM, VRAM, the KV cache by region, tokens, evictions, tok/s, tier sizes."""
 
+    # Its height follows its lines (a VRAM line, the fallback note and the tiers come and
+    # go); a reading arrives at most a few times a second, so the layout pass is cheap.
+    view: reactive[GaugeView] = reactive(GaugeView, layout=True)
+
     def render(self) -> RenderableType:
         v, width = self.view, max(self.size.width - 1, 10)
         label, dim = self.style("label"), self.style("dim")
@@ -85,9 +94,10 @@ class GaugePanel(_GaugeBase):
         else:
             lines.append(Text.assemble(("VRAM   ", label), ("none", dim), (f" · {v.backend}", dim)))
 
-        kv_title = f"{'KV ' + v.kv_type:<7}"
-        used = human_bytes(v.kv_used_bytes)
-        lines.append(Text.assemble((kv_title, label), (f"{used} / {human_bytes(v.kv_bytes)}", "")))
+        kv_title = f"KV {v.kv_type}".strip() + " "
+        of = "window" if v.window else "context"
+        used = f"{human_bytes(v.kv_used_bytes)} of {human_bytes(v.bar_bytes)} ({of})"
+        lines.append(Text.assemble((kv_title, label), (used, "")))
         lines.append(self.kv_bar(bar_width))
         legend = Text()
         for i, region in enumerate(REGIONS):
@@ -98,7 +108,8 @@ class GaugePanel(_GaugeBase):
         lines.append(legend)
         bpt = f"{v.bytes_per_token:,.0f} B/token" if v.bytes_per_token else "— B/token"
         window = f" · window {human_count(v.window)}" if v.window else " · no window"
-        lines.append(Text(bpt + window, dim))
+        lines.append(Text(bpt + window + f" · ctx {human_count(v.n_ctx)}", dim))
+        lines.append(Text(f"{human_bytes(v.kv_bytes)} allocated for the whole ctx", dim))
         if v.fallback_used:
             lines.append(Text("cache cannot shift: evictions re-prefill", self.style("label")))
 
@@ -126,8 +137,9 @@ class GaugeLine(_GaugeBase):
     def render(self) -> RenderableType:
         v = self.view
         head = Text("KV ", self.style("label"))
+        of = " window" if v.window else " ctx"
         tail = Text(
-            f" {human_count(v.cells_held)}/{human_count(v.n_ctx)}"
+            f" {human_count(v.cells_held)}/{human_count(v.bar_cells)}{of}"
             f" · RAM {human_bytes(v.rss_bytes)}"
             + (f" · {v.decode_tps:.0f} tok/s" if v.decode_tps else "")
             + (f" · ev {v.evictions}" if v.evictions else ""),
