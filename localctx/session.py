@@ -48,6 +48,7 @@ DEFAULT_SYSTEM = (
     "Answer concisely and accurately."
 )
 PINNED_ID = 0  # message id the pinned region is attributed to
+RECALL_BUDGET_MAX = 1536  # tokens of recalled text per turn, at most a quarter of the window
 # Where a base model starts the next turn of the plain transcript (it has no end-of-turn token).
 PLAIN_STOPS = ("\nUser:", "\nSystem:")
 
@@ -131,7 +132,10 @@ class Session(TurnControl):
         self.repo = repo  # localctx.ingest RepoContext (digest, repo, store) or None
         self.window = window if window else engine.n_ctx
         self.n_sink = n_sink
-        self.recall_budget = recall_budget or max(64, min(512, self.window // 4))
+        # Room for ~5 repository spans before the question when the window allows: the
+        # answering lines can only help if they are inserted (512 tokens held 1-3 chunks).
+        # On 2 CPU cores the extra ~1,000 tokens cost ~8 s of first token with the 0.5B.
+        self.recall_budget = recall_budget or max(64, min(RECALL_BUDGET_MAX, self.window // 4))
         self.summary_budget = summary_budget or max(64, min(256, self.window // 6))
         self.policy: Any = None
         self.last_recall: list[RecalledItem] = []
