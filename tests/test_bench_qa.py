@@ -97,7 +97,10 @@ def test_bench_qa_runs_the_ask_path_on_two_questions(tmp_path: Path) -> None:
     from localctx.bench.qa import run_qa
 
     try:
-        run = run_qa(DATA / "qa_httpx.json", limit=2, max_tokens=12, cache=tmp_path / "sdists")
+        # dense="off": the dense pass over the whole sdist has its own tests (test_dense.py)
+        run = run_qa(
+            DATA / "qa_httpx.json", limit=2, max_tokens=12, cache=tmp_path / "sdists", dense="off"
+        )
     except subprocess.CalledProcessError:
         pytest.skip("PyPI unreachable: cannot fetch the httpx sdist")
     assert run.model == "smollm2-135m" and len(run.rows) == 2

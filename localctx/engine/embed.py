@@ -38,6 +38,7 @@ import llama_cpp
 import numpy as np
 
 from localctx.engine import native_log
+from localctx.engine.lifetime import NativeOwner
 from localctx.engine.llama import _init_backend
 from localctx.errors import BadInput, BadModelFile, EngineFailed
 
@@ -82,7 +83,7 @@ def l2_normalise(rows: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------- the embedder
-class Embedder:
+class Embedder(NativeOwner):
     """One embedding model and one context. Not thread-safe: one caller at a time."""
 
     def __init__(
@@ -221,27 +222,3 @@ class Embedder:
                 raise EngineFailed(f"llama.cpp returned no embedding for sequence {seq_id}")
             rows[seq_id] = np.ctypeslib.as_array(ptr, shape=(self.dim,))
         return rows
-
-    # ------------------------------------------------------------------ lifetime
-    def close(self) -> None:
-        if getattr(self, "_closed", True):  # also when __init__ failed before setting it
-            return
-        self._closed = True
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
-
-    def __enter__(self) -> Embedder:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()

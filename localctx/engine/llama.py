@@ -35,6 +35,7 @@ from localctx.engine.base import (
     TokenEvent,
 )
 from localctx.engine.cancellation import Cancellation
+from localctx.engine.lifetime import NativeOwner
 from localctx.engine.positions import PositionMirror
 from localctx.errors import BadInput, Cancelled, ContextTooLarge, EngineFailed
 from localctx.kv.types import cache_type, check_cache_types
@@ -67,7 +68,7 @@ class Utf8Stream:
         return self._decoder.decode(b"", final=True)
 
 
-class LlamaEngine(Cancellation):
+class LlamaEngine(NativeOwner, Cancellation):
     """One model, one context, sequence 0. Not thread-safe: one caller at a time (but
     `cancel()` and the event given to `cancellable` may be set from any thread)."""
 
@@ -438,29 +439,6 @@ class LlamaEngine(Cancellation):
             "type_v": self.settings.type_v,
             "notes": list(self.rules.notes),
         }
-
-    def close(self) -> None:
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        if self._batch is not None:
-            llama_cpp.llama_batch_free(self._batch)
-            self._batch = None
-        if self._ctx:
-            llama_cpp.llama_free(self._ctx)
-            self._ctx = None
-        if self._model:
-            llama_cpp.llama_model_free(self._model)
-            self._model = None
-
-    def __enter__(self) -> LlamaEngine:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        self.close()
 
     @staticmethod
     def _check_context(settings: EngineSettings, meta: GgufInfo) -> None:
