@@ -6,6 +6,7 @@ code. Anything else that escapes is a bug and is reported as one (exit 70), neve
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
 
 
@@ -24,6 +25,9 @@ class Exit(IntEnum):
     BAD_INPUT = 9  # a text file, path or value the command cannot use
     STORE_CORRUPT = 10  # a SQLite store or snapshot that cannot be read
     ENGINE_FAILED = 11  # llama.cpp refused (context creation, decode)
+    STORE_FULL = 12  # no space left on the device that holds the stores (nothing half-written)
+    STORE_UNWRITABLE = 13  # a read-only file system, or no permission to write the stores
+    SESSION_BUSY = 14  # another localctx process has this session open
     INTERRUPTED = 130
     INTERNAL = 70
 
@@ -71,6 +75,18 @@ class StoreCorrupt(LocalctxError):
     exit_code = Exit.STORE_CORRUPT
 
 
+class StoreFull(LocalctxError):
+    exit_code = Exit.STORE_FULL
+
+
+class StoreUnwritable(LocalctxError):
+    exit_code = Exit.STORE_UNWRITABLE
+
+
+class SessionBusy(LocalctxError):
+    exit_code = Exit.SESSION_BUSY
+
+
 class EngineFailed(LocalctxError):
     exit_code = Exit.ENGINE_FAILED
 
@@ -83,3 +99,19 @@ class Cancelled(LocalctxError):
     """The user stopped the work (Esc, Ctrl+C, SIGINT); what was committed before it stays."""
 
     exit_code = Exit.INTERRUPTED
+
+
+def from_os_error(exc: OSError, what: str) -> LocalctxError | None:
+    """A file-system refusal while writing `what` ("the store /x/recall.sqlite3"), as the
+    error the user can act on; None when the errno is not one of those (then it is a bug)."""
+    reason = exc.strerror or str(exc)
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return StoreFull(f"no space left to write {what}: free some space and run again")
+    if exc.errno == errno.EROFS:
+        return StoreUnwritable(f"cannot write {what}: the file system is read-only")
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        where = f" ({exc.filename})" if exc.filename else ""
+        return StoreUnwritable(f"no permission to write {what}{where}")
+    if exc.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
+        return BadInput(f"cannot create {what}: {reason} ({exc.filename})")
+    return None

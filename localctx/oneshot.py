@@ -1,10 +1,12 @@
 """One question answered through a session: what `localctx ask` runs and `bench qa` measures.
 
 Both go through this function so the benchmark measures the path users run: open the session
-(attaching and, on first use, ingesting the repository), answer with recall, summarize this
-session's evicted segments after the answer is out (never while it streams), close (snapshot
-for a named session). Without a name the session is ephemeral: it answers from the
-repository and core memory and leaves no conversation behind.
+(attaching and, on first use, ingesting the repository), answer with recall, report the
+answer (`on_answered`: `ask --json` prints its object then), summarize at most
+ASK_SUMMARY_BOUND of this session's evicted segments (never while the answer streams; the rest
+wait for the session's next start), close (snapshot for a named session). Without a name the
+session is ephemeral: it answers from the repository and core memory and leaves no
+conversation behind.
 
 Must not: print or parse arguments (the CLI does), or import llama_cpp / textual.
 """
@@ -53,10 +55,15 @@ def answer_once(
     summarize: int | None = ASK_SUMMARY_BOUND,
     gauge: bool = False,
     cancel: threading.Event | None = None,
+    on_answered: Callable[[Answered], None] | None = None,
 ) -> Answered:
     """Answer `question` as `localctx ask` does; `summarize` bounds the summaries written.
+
+    `on_answered` gets the answer as soon as it is complete, before the summaries and the
+    snapshot (which can take seconds each); the returned Answered adds their notices.
     Setting `cancel` stops it: a prefill raises Cancelled with the question taken back, a
-    reply ends where it is, and no summary is written after it."""
+    reply ends where it is, and no summary is written after it.
+    """
     t0 = time.perf_counter()
     first: list[float] = []
 
@@ -81,13 +88,18 @@ def answer_once(
         with session.supervised(cancel):
             started = time.perf_counter()
             result = session.ask(question, sampling, on_text=text_out)
+            reading = GaugeSampler(engine, session.policy).sample() if gauge else None
+            ttft = first[0] - started if first else None
+            done = Answered(
+                result, session.name or "", time.perf_counter() - t0, ttft,
+                notices + session.notices, reading, session.last_expansion,
+            )  # fmt: skip
+            if on_answered is not None:
+                on_answered(done)
             if summarize and not (cancel is not None and cancel.is_set()):
                 session.summarize_pending(summarize)
-        reading = GaugeSampler(engine, session.policy).sample() if gauge else None
     finally:
         session.close()
-    ttft = first[0] - started if first else None
-    return Answered(
-        result, session.name or "", time.perf_counter() - t0, ttft, notices + session.notices,
-        reading, session.last_expansion,
-    )  # fmt: skip
+    done.notices = notices + session.notices
+    done.seconds = time.perf_counter() - t0
+    return done

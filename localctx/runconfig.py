@@ -20,6 +20,7 @@ from localctx.models.catalogue import resolve_model
 from localctx.models.ggufmeta import read_gguf
 
 DEFAULT_CTX = 8192  # when the GGUF does not say its trained context
+MAX_THREADS = 512  # GGML_MAX_N_THREADS: llama.cpp writes past its arrays above it (a segfault)
 MAX_DEFAULT_CTX = 131072
 EMBEDDING_ARCHITECTURES = frozenset({"bert", "nomic-bert", "jina-bert-v2", "modern-bert"})
 
@@ -43,6 +44,9 @@ def run_config(
     gpu_layers: int | None = None,
     rpc: str | None = None,
 ) -> RunConfig:
+    check_threads(threads)
+    if gpu_layers is not None and gpu_layers < -1:
+        raise BadInput(f"--gpu-layers must be -1 (all) or more, got {gpu_layers}")
     path = resolve_model(model)
     meta = read_gguf(path)
     if meta.architecture in EMBEDDING_ARCHITECTURES:
@@ -51,14 +55,14 @@ def run_config(
             " not chat; pick a chat model (localctx models list)"
         )
     # RPC servers are offload devices: with --rpc and no --gpu-layers, every layer goes to them.
-    rpc_servers = ",".join(str(e) for e in parse_endpoints(rpc)) if rpc else None
+    rpc_servers = ",".join(str(e) for e in parse_endpoints(rpc)) if rpc is not None else None
     if rpc_servers and gpu_layers is None:
         gpu_layers = -1
     if n_ctx is not None and n_ctx <= 0:
         raise BadInput(f"context size must be positive, got {n_ctx}")
     if window is not None and window <= 0:
         raise BadInput(f"window must be positive, got {window}")
-    kv_type = cache_type(kv).name if kv else None
+    kv_type = cache_type(kv).name if kv is not None else None  # "" is refused, not "auto"
     if kv_type and n_ctx is not None and gpu_layers is not None:
         chosen_ctx, chosen_layers, reason = n_ctx, gpu_layers, "as given"
     else:
@@ -97,6 +101,12 @@ def run_config(
         rpc_servers=rpc_servers,
     )
     return RunConfig(settings, window, reason)
+
+
+def check_threads(threads: int | None) -> None:
+    """--threads: 1..MAX_THREADS (None: all cores)."""
+    if threads is not None and not 1 <= threads <= MAX_THREADS:
+        raise BadInput(f"--threads must be between 1 and {MAX_THREADS}, got {threads}")
 
 
 def engine_settings(**options: object) -> EngineSettings:

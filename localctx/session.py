@@ -27,17 +27,25 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine, Sampling, TokenEvent
-from localctx.errors import BadInput, Cancelled, EngineFailed
+from localctx.errors import (
+    BadInput,
+    Cancelled,
+    EngineFailed,
+    LocalctxError,
+    StoreFull,
+    StoreUnwritable,
+)
 from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, retrieval, summarizer
 from localctx.memory.context import ContextLedger, PinnedParts, identity_for, make_policy
 from localctx.memory.expand import expand_query
 from localctx.memory.explicit import forget_everywhere
+from localctx.memory.locks import SessionLock
 from localctx.memory.recall import Forgotten, RecallStore
 from localctx.memory.retrieval import RecalledItem
 from localctx.memory.snapshots import SnapshotStore
@@ -171,6 +179,9 @@ class Session(TurnControl):
         self._evicted_message_ids: set[int] = set()
         self._last_prompt_tokens = 0
         self._last_reused = 0
+        self._lock: SessionLock | None = None  # held by Session.open for a named session
+        self._pinned_summary = ""  # the running summary the cached pinned region holds
+        self._turn_start = 0  # len(self.messages) before the open turn's first message
         if store is not None:
             self._sid = store.session_id(name or "default", model=engine.model_name)
             self.running_summary = store.running_summary(self._sid)
@@ -193,23 +204,33 @@ class Session(TurnControl):
         or an already attached RepoContext; `dense` ("auto", "on", "off") is its dense pass.
         """
         dense = options.pop("dense", "auto")
-        if isinstance(repo, str | Path):
-            from localctx.ingest import attach
+        # A named session is one process's at a time (memory.locks); a fresh name is unique.
+        lock = SessionLock.acquire(name) if name is not None else None
+        try:
+            if isinstance(repo, str | Path):
+                from localctx.ingest import attach
 
-            repo = attach(repo, token_counter=lambda text: len(engine.tokenize(text)), dense=dense)
-            options.setdefault("owns_repo", True)
-        store = RecallStore()
-        session_name = name or _fresh_name("ask" if options.get("ephemeral") else "session")
-        return cls(
-            engine,
-            system_prompt,
-            store=store,
-            snapshots=SnapshotStore(),
-            name=session_name,
-            window=window,
-            repo=repo,
-            **options,
-        )
+                count = lambda text: len(engine.tokenize(text))  # noqa: E731
+                repo = attach(repo, token_counter=count, dense=dense)
+                options.setdefault("owns_repo", True)
+            store = RecallStore()
+            session_name = name or _fresh_name("ask" if options.get("ephemeral") else "session")
+            session = cls(
+                engine,
+                system_prompt,
+                store=store,
+                snapshots=SnapshotStore(),
+                name=session_name,
+                window=window,
+                repo=repo,
+                **options,
+            )
+        except BaseException:
+            if lock is not None:
+                lock.release()
+            raise
+        session._lock = lock
+        return session
 
     # ------------------------------------------------------------------ what the UI reads
     @property
@@ -232,6 +253,10 @@ class Session(TurnControl):
         A cancel while the message is read (`cancel`, else the event `supervised` gave)
         takes the message back whole and raises Cancelled; a cancel during the reply ends it
         (stop_reason "cancelled") and the partial reply stays, as a reply.
+
+        The turn is stored whole or not at all: its messages are written open at the start,
+        the segments evicted meanwhile join it as they are written, and the answer closes it;
+        a failure on the way (a full disk, a broken engine) takes it back (`_abandon_turn`).
         """
         sampling = sampling or Sampling()
         cancel = cancel if cancel is not None else self._cancel
@@ -256,8 +281,7 @@ class Session(TurnControl):
         user: ChatMessage = {"role": "user", "content": user_text}
         recalled_tokens, user_tokens = self._turn_tokens(recalled, user)
         self.messages.append({"role": "user", "content": user_text})
-        uid = self._store_message("user", user_text)
-        before.stored.append(uid)
+        uid, aid = self._begin_turn(("user", user_text), ("assistant", ""))
         try:
             n_new = len(recalled_tokens) + len(user_tokens)
             with self._stage("reading the prompt", n_new):
@@ -266,14 +290,18 @@ class Session(TurnControl):
                     self._append_tokens(recalled_tokens, recalled, -self._recalled_seq, "recalled")
                 self._append_tokens(user_tokens, user, uid, "message")
         except Cancelled:
-            self._rewind(before)
+            self._rewind(before)  # the cache, the window, the ledger, the messages
+            if self.store is not None:
+                self.store.discard_turn(self._sid)  # its rows, and segments it evicted
             raise
+        except Exception as exc:
+            raise self._abandon_turn(exc) from None
         finally:
             before.drop_state()
         self._last_prompt_tokens = self.engine.cells_used
         self._last_reused = min(cells_before, self._last_prompt_tokens)
         recalled_owner = -self._recalled_seq if recalled is not None else None
-        turn = Exchange(uid, 0, recalled_owner, before.ledger.last, before.ledger.last_open)
+        turn = Exchange(uid, aid, recalled_owner, before.ledger.last, before.ledger.last_open)
         yield from self._reply(turn, sampling, cancel)
 
     def regenerate(
@@ -313,13 +341,18 @@ class Session(TurnControl):
             if self.store is not None and turn.reply_id > 0:
                 self.store.discard_message(turn.reply_id)
             self._last_prompt_tokens = self._last_reused = self.engine.cells_used
-            yield from self._reply(turn, sampling, cancel)
+            yield from self._reply(replace(turn, reply_id=0), sampling, cancel)
 
     def _reply(
         self, turn: Exchange, sampling: Sampling, cancel: threading.Event | None
     ) -> Iterator[TokenEvent]:
-        """Generate and record the reply to `turn.user_id`, whose message ends the cache."""
-        aid = self._store_message("assistant", "")
+        """Generate and record the reply to `turn.user_id`, whose message ends the cache; its
+        row is `turn.reply_id` (opened with the turn), or a new open turn of its own."""
+        if turn.reply_id > 0:
+            aid = turn.reply_id
+        else:
+            (aid,) = self._begin_turn(("assistant", ""))
+            self._turn_start = len(self.messages)  # the question before it stays
         self._begin(aid, "message")
         pieces: list[str] = []
         generated: list[int] = []
@@ -327,6 +360,7 @@ class Session(TurnControl):
         # the user's next line. Stop there, and take those tokens back out of the cache.
         plain = self.engine.chat_template_source.startswith("none")
         stops = (PLAIN_STOPS if plain else ()) + tuple(sampling.stop)
+        failure: Exception | None = None
         try:
             for event in self.engine.generate(sampling, cancel=cancel, make_room=self._room):
                 pieces.append(event.text)
@@ -334,6 +368,8 @@ class Session(TurnControl):
                 if stops and any(stop in "".join(pieces[-8:]) for stop in stops):
                     break
                 yield event
+        except Exception as exc:
+            failure = exc
         finally:
             # Stopping the engine's generator leaves its last token undecoded.
             cached = len(generated) - (self.engine.tokens[-1:] != generated[-1:])
@@ -346,12 +382,13 @@ class Session(TurnControl):
             self._ledger.last = {"role": "assistant", "content": raw}
             self._ledger.last_open = True
             self.messages.append({"role": "assistant", "content": raw.strip()})
-            if self.store is not None and aid > 0:
-                self.store.set_message_content(aid, raw)
-            self._collect_evictions()
             self._last_turn = Exchange(
                 turn.user_id, aid, turn.recalled_owner, turn.before, turn.before_open
             )
+            if failure is None:
+                self._commit_turn({aid: raw})
+        if failure is not None:
+            raise self._abandon_turn(failure) from None
 
     def ask(
         self,
@@ -379,10 +416,13 @@ class Session(TurnControl):
     def feed(self, role: str, text: str) -> None:
         """Append a message without generating (imports, benchmarks): stored and decoded."""
         self.prepare_turn(summarize=False)
-        mid = self._store_message(role, text)
-        self._append({"role": role, "content": text}, mid, "message")
         self.messages.append({"role": role, "content": text})
-        self._collect_evictions()
+        (mid,) = self._begin_turn((role, text))
+        try:
+            self._append({"role": role, "content": text}, mid, "message")
+        except Exception as exc:
+            raise self._abandon_turn(exc) from None
+        self._commit_turn({})
 
     def prepare_turn(self, *, summarize: bool = True) -> None:
         """Between turns: start or resume the context, write pending summaries, refresh the
@@ -425,6 +465,8 @@ class Session(TurnControl):
                         self.last_eviction.summary = summary
                     written += 1
                     stage.advance(1)
+        except (StoreFull, StoreUnwritable) as exc:  # the segments stay pending, verbatim
+            self.notices.append(f"summaries wait for a writable store: {exc}")
         finally:
             self._restore_cache(saved)
         return written
@@ -489,6 +531,9 @@ class Session(TurnControl):
             if self._owns_repo and self.repo is not None:
                 self.repo.close()
                 self._owns_repo = False
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
 
     def _save_snapshot(self) -> None:
         if not self._started or self.store is None or self.snapshots is None:
@@ -497,6 +542,10 @@ class Session(TurnControl):
             self._collect_evictions()
             meta = self._ledger.snapshot_meta(self.name or "", self.engine.cells_used)
             meta["core_ids"] = [cid for cid, _ in self.core]
+            # What a resume checks the snapshot against: the conversation stored when it was
+            # taken, and the running summary its pinned region was decoded with.
+            meta["last_message_id"] = self.store.last_message_id(self._sid)
+            meta["pinned_summary"] = self._pinned_summary
             key = self.snapshots.save(
                 self._identity(), self.engine.tokens, self.engine.state_get(), meta
             )
@@ -505,24 +554,32 @@ class Session(TurnControl):
                 self.store.set_snapshot_key(self._sid, key)
                 if previous and previous != key:  # one snapshot per session: the newest
                     self.snapshots.delete(previous)
-        except (EngineFailed, OSError) as exc:
+        except (EngineFailed, OSError, LocalctxError) as exc:
             self.notices.append(f"session snapshot not saved: {exc}")
         self.notices.extend(self.snapshots.notices)
 
     # ------------------------------------------------------------------ the context
-    def _pinned(self) -> PinnedParts:
+    def _pinned(self, summary: str | None = None) -> PinnedParts:
         digest = getattr(self.repo, "digest", "") or ""
         return PinnedParts.build(
             self.engine,
             self.system_prompt,
             [text for _, text in self.core],
-            self.running_summary,
+            self.running_summary if summary is None else summary,
             digest,
             max_tokens=max(32, self.window // 2),
         )
 
     def _start(self) -> None:
         self._started = True
+        if self.store is not None and self.store.has_open_turn(self._sid):
+            # A turn whose process died (or whose take-back failed on a full disk).
+            gone = self.store.discard_turn(self._sid)
+            self.notices.append(
+                f"the last turn of session '{self.name}' did not finish (its process was "
+                f"stopped, or the disk was full): its {gone} stored row(s) were taken back; "
+                "ask it again"
+            )
         try:
             with self._stage("starting the context", 0):
                 if self.store is not None and self._resume_from_snapshot():
@@ -537,9 +594,10 @@ class Session(TurnControl):
     def _decode_pinned(self) -> None:
         """Fresh cache: restore the stable pinned prefix from a snapshot or decode it."""
         parts = self._pinned()
+        self._pinned_summary = self.running_summary
         self.engine.kv_clear()
         self._retire_policy()
-        self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
+        self.policy = self._new_policy()
         self._ledger = ContextLedger(pinned_len=len(parts.tokens))
         restored = False
         if self.snapshots is not None and parts.stable_worth_saving:
@@ -586,12 +644,24 @@ class Session(TurnControl):
         key = self.store.snapshot_key(self._sid)
         if not key or self.snapshots is None:
             return False
-        snap = self.snapshots.load(key, self._identity())
+        snap = self.snapshots.load(key, self._identity(), missing_ok=False)
         self.notices.extend(self.snapshots.notices)
         self.snapshots.notices.clear()
         if snap is None:
             return False
-        parts = self._pinned()
+        stored = self.store.last_message_id(self._sid)
+        held = snap.meta.get("last_message_id", stored)  # older snapshots did not record it
+        if held != stored:
+            self.notices.append(
+                "session snapshot does not hold the stored conversation (it was saved before "
+                "the last turns, or a turn was taken back); recomputing"
+            )
+            return False
+        # The pinned region as it was decoded: a summary written after it (between turns)
+        # enters at the next rebuild, as it would have without the restart.
+        pinned_summary = snap.meta.get("pinned_summary", self.running_summary)
+        pinned_summary = pinned_summary if isinstance(pinned_summary, str) else ""
+        parts = self._pinned(pinned_summary)
         if snap.tokens[: len(parts.tokens)] != parts.tokens:
             self.notices.append("session snapshot predates a memory change; recomputing")
             return False
@@ -601,9 +671,11 @@ class Session(TurnControl):
             self.notices.append(f"session snapshot rejected ({exc}); recomputing")
             return False
         self._retire_policy()
-        self.policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
+        self.policy = self._new_policy()
         self._ledger = ContextLedger.from_snapshot(snap.meta, snap.tokens, len(parts.tokens))
         self._set_pinned_end(len(parts.tokens))
+        self._pinned_summary = pinned_summary
+        self._pinned_dirty = pinned_summary != self.running_summary
         rows = self.store.messages(self._sid)
         self.messages = [{"role": r, "content": c.strip()} for _, r, c in rows]
         return True
@@ -750,11 +822,57 @@ class Session(TurnControl):
             if hasattr(self.policy, "thaw"):
                 self.policy.thaw()
 
-    def _store_message(self, role: str, content: str) -> int:
+    # ------------------------------------------------------------------ the turn's rows
+    def _begin_turn(self, *messages: tuple[str, str]) -> list[int]:
+        """Store the turn's messages, open (RecallStore.begin_turn); without a store, ids."""
+        self._turn_start = len(self.messages) - 1
         if self.store is None:  # ids stay positive: negative ones mark recalled snippets
-            self._local_ids += 1
-            return self._local_ids
-        return self.store.add_message(self._sid, role, content)
+            self._local_ids += len(messages)
+            return list(range(self._local_ids - len(messages) + 1, self._local_ids + 1))
+        try:
+            return self.store.begin_turn(self._sid, messages)
+        except Exception:
+            del self.messages[self._turn_start :]
+            raise
+
+    def _commit_turn(self, contents: dict[int, str]) -> None:
+        """Close the turn in one transaction, after the segments it evicted are written; if
+        that fails (a full disk), the turn is taken back like any other failed one."""
+        try:
+            self._collect_evictions()
+            if self.store is not None:
+                self.store.commit_turn(self._sid, {m: c for m, c in contents.items() if m > 0})
+        except Exception as exc:
+            raise self._abandon_turn(exc) from None
+
+    def _abandon_turn(self, failure: Exception) -> Exception:
+        """Take a failed turn back whole: its rows, and the context (the next turn starts
+        again from the store and the last snapshot, which both predate it). Returns the
+        error to raise, saying what became of the turn. On a disk still too full for the
+        take-back itself, the rows stay marked open and the session's next start takes
+        them back before it reads anything."""
+        if self.store is None:
+            return failure
+        del self.messages[self._turn_start :]
+        self._started = False  # the cache holds the failed turn; close() saves no snapshot
+        if self.policy is not None:
+            self.policy.queue.drain()  # segments of the failed turn: never stored
+        outcome = "nothing of this turn was stored"
+        try:
+            self.store.discard_turn(self._sid)
+        except LocalctxError:
+            outcome = "this turn is taken back when the session next starts"
+        if isinstance(failure, LocalctxError):
+            return type(failure)(f"{failure}; {outcome}", failure.exit_code)
+        return failure
+
+    def _new_policy(self) -> Any:
+        """The sink window; each segment it evicts is stored the moment it is evicted."""
+        policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
+        queue = getattr(policy, "queue", None)
+        if self.store is not None and hasattr(queue, "listen"):
+            queue.listen(self._collect_evictions)
+        return policy
 
     def _begin(self, owner: int, kind: str) -> None:
         if self.policy is not None:

@@ -31,6 +31,16 @@ fi
 pip=(.venv/bin/python -m pip)
 
 llama_version="0.3.36"
+# On CPUs with AMX (Intel Sapphire Rapids and later) llama.cpp's native build compiles its AMX
+# matrix kernels, and on such a machine here every batch decode crashed in
+# ggml_backend_amx_mul_mat (SIGSEGV; a virtual machine that advertises AMX it cannot run). So
+# there the CPU code is built for AVX-512 explicitly instead of -march=native, without AMX.
+# Set GGML_NATIVE in CMAKE_ARGS yourself to choose otherwise.
+if grep -qw amx_int8 /proc/cpuinfo 2>/dev/null && [[ "${CMAKE_ARGS:-}" != *GGML_NATIVE* ]]; then
+  no_amx="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_BMI2=ON"
+  no_amx="$no_amx -DGGML_AVX512=ON -DGGML_AVX512_VBMI=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON"
+  export CMAKE_ARGS="${CMAKE_ARGS:+$CMAKE_ARGS }$no_amx"
+fi
 llama_stamp=".venv/.llama-cpp-python"
 llama_want="$llama_version ${CMAKE_ARGS:-cpu}"
 if [ "$(cat "$llama_stamp" 2>/dev/null)" != "$llama_want" ]; then

@@ -99,7 +99,6 @@ def test_dense_search_finds_what_words_cannot(tmp_path: Path) -> None:
         again.embedder.close()  # type: ignore[union-attr]
 
 
-
 @pytest.mark.real
 def test_an_interrupted_dense_pass_keeps_its_batches_and_resumes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -31,6 +31,7 @@ def test_migrations_from_empty_create_a_private_store(tmp_path: Path) -> None:
     conn.close()
     assert names == {name for name, _ in MIGRATIONS}
     assert {"sessions", "messages", "segments", "segment_messages", "core", "recall_fts"} <= tables
+    assert "open_turn_rows" in tables
     RecallStore(path).close()  # re-opening applies nothing twice
     conn = sqlite3.connect(path)
     assert conn.execute("SELECT count(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)

@@ -298,10 +298,16 @@ SECTIONS = (  # cheapest first, so a run cut short keeps the most
     Section("eviction", "eviction vs re-prefill (f16, q8_0)", "localctx.bench.kv", _eviction),
     Section("needle", "needle recall (short)", "localctx.bench.needle", _needle),
     Section("perplexity", "perplexity vs window, sinks vs none", "localctx.bench.ppl", _perplexity),
-    Section("product", "the product path vs raw llama-cpp-python", "localctx.bench.product",
-            _product, in_quick=True),
-    Section("retrieval", "repository search (held-out set)", "localctx.bench.retrieval",
-            _retrieval),
+    Section(
+        "product",
+        "the product path vs raw llama-cpp-python",
+        "localctx.bench.product",
+        _product,
+        in_quick=True,
+    ),
+    Section(
+        "retrieval", "repository search (held-out set)", "localctx.bench.retrieval", _retrieval
+    ),
     Section("qa", "answers end to end (held-out set, short)", "localctx.bench.qa", _qa),
 )
 

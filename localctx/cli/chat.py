@@ -1,8 +1,9 @@
 """`localctx chat` (and `localctx` alone): resolve the settings once, then open the Textual app.
 
-All checks a user can fail (unknown model, bad KV type, a --repo that is not a directory, no
-terminal) happen here, before the screen switches to the app, so they print as one line with
-their exit code like every other command. The app itself loads the model in a worker.
+All checks a user can fail (unknown model, bad KV type, a --repo that is not a directory, a
+--session another process has open, no terminal) happen here, before the screen switches to
+the app, so they print as one line with their exit code like every other command. The app
+itself loads the model in a worker.
 
 Which repository: `--repo PATH`; else the current directory when it is a git work tree and
 not the home directory (or above it) — ingesting a home directory unasked would index every
@@ -18,9 +19,11 @@ from pathlib import Path
 
 import click
 
+from localctx.cli.checks import Bounded, NonNegativeFloat, text_value
 from localctx.cli.common import engine_options
 from localctx.engine.base import Sampling
 from localctx.errors import BadInput, Exit, LocalctxError, ModelNotFound
+from localctx.memory.locks import SessionLock
 from localctx.models.catalogue import Catalogue
 from localctx.runconfig import RunConfig, run_config
 
@@ -46,20 +49,26 @@ def default_repo(cwd: Path, home: Path) -> Path | None:
 
 @click.command()
 @engine_options
-@click.option("--repo", type=click.Path(), default=None, help="Chat over this repository.")
+@click.option("--repo", default=None, callback=text_value, help="Chat over this repository.")
 @click.option(
     "--no-repo", is_flag=True, help="Chat over no repository (not even the current directory)."
 )
-@click.option("--session", "session_name", default=None, help="Resume or name a session.")
+@click.option(
+    "--session",
+    "session_name",
+    default=None,
+    callback=text_value,
+    help="Resume or name a session (one process at a time: a second one is refused).",
+)
 @click.option(
     "--max-tokens",
-    type=click.IntRange(1),
+    type=Bounded(1),
     default=None,
     help=f"Longest reply in tokens [default: {CHAT_MAX_TOKENS}; /set max_tokens in the app].",
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(0.0, 2.0),
+    type=NonNegativeFloat(),
     default=None,
     help="Sampling temperature; 0 is greedy [default: 0; /set temperature in the app].",
 )
@@ -82,6 +91,8 @@ def chat(
     current directory when it is a git repository (never the home directory)."""
     if window is not None and window <= 0:
         raise BadInput(f"--window must be a positive number of tokens, not {window}")
+    if temperature is not None and temperature > 2.0:
+        raise BadInput(f"--temperature must be at most 2, got {temperature}")
     if repo is not None and no_repo:
         raise BadInput("--repo and --no-repo contradict each other")
     repo_path = _repo(repo) if repo is not None else None
@@ -97,6 +108,8 @@ def chat(
         max_tokens = max_tokens or prefs.max_tokens
         temperature = temperature if temperature is not None else prefs.temperature
     config = _config_or_pull(model, kv, n_ctx, window, force, threads, gpu_layers, rpc)
+    if session_name is not None:  # before the screen opens; the app's worker then holds it
+        SessionLock.check_free(session_name)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):  # checked last: bad flags say why
         raise LocalctxError(
             'the chat app needs a terminal; for scripts use: localctx ask "QUESTION"', Exit.USAGE

@@ -12,6 +12,8 @@ from typing import Any, TypeVar
 
 import click
 
+from localctx.cli.checks import THREADS, Bounded, text_value
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -36,16 +38,28 @@ def json_option(func: F) -> F:
 def engine_options(func: F) -> F:
     """--model/--kv/--ctx/--window/--force/--threads/--gpu-layers/--rpc: chat, ask, bench."""
     options = [
-        click.option("--model", "-m", default=None, help="Catalogue name or .gguf path."),
-        click.option("--kv", default=None, help="KV cache type for K and V (f16, q8_0, q4_0, …)."),
+        click.option(
+            "--model", "-m", default=None, callback=text_value, help="Catalogue name or .gguf path."
+        ),
+        click.option(
+            "--kv",
+            default=None,
+            callback=text_value,
+            help="KV cache type for K and V (f16, q8_0, q4_0, …).",
+        ),
         click.option("--ctx", "n_ctx", type=int, default=None, help="Context size in tokens."),
         click.option("--window", type=int, default=None, help="Sink-window size in tokens."),
         click.option("--force", is_flag=True, help="Allow a context above the trained one."),
-        click.option("--threads", type=int, default=None, help="CPU threads (default: all)."),
-        click.option("--gpu-layers", type=int, default=None, help="Layers to offload (-1: all)."),
+        click.option(
+            "--threads", type=THREADS, default=None, help="CPU threads, 1-512 (default: all)."
+        ),
+        click.option(
+            "--gpu-layers", type=Bounded(-1), default=None, help="Layers to offload (-1: all)."
+        ),
         click.option(
             "--rpc",
             default=None,
+            callback=text_value,
             metavar="HOST:PORT[,HOST:PORT]",
             help="Offload layers to llama.cpp RPC servers (a build with -DGGML_RPC=ON).",
         ),

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import click
 
+from localctx.cli.checks import text_value
 from localctx.cli.common import emit_json, json_option
 from localctx.ingest import IngestReport, Progress, WalkOptions, ingest_repo
 from localctx.ingest.dense_pass import DENSE_AUTO_CHUNKS, open_code_search
@@ -18,7 +19,7 @@ _REFRESH_S = 0.1  # redraw at most 10 times a second: drawing per file would cos
 
 
 @click.command()
-@click.argument("path", type=click.Path(path_type=str))
+@click.argument("path", type=click.Path(path_type=str), callback=text_value)
 @click.option(
     "--max-file-bytes",
     type=click.IntRange(min=1),
@@ -32,7 +33,8 @@ _REFRESH_S = 0.1  # redraw at most 10 times a second: drawing per file would cos
     "--allow-secret",
     multiple=True,
     metavar="GLOB",
-    help="Index a file the secret rules refuse (.env*, *.pem, *.key, id_rsa*, ...).",
+    help="Index a file the secret rules refuse by name (.env*, *.pem, id_rsa*, ...) or by "
+    "content (a private key, an AWS, GitHub, Slack or JWT token).",
 )
 @click.option(
     "--dense/--no-dense",

@@ -26,6 +26,7 @@ Must not import llama_cpp: it runs where no local model is installed.
 from __future__ import annotations
 
 import codecs
+import http.client
 import json
 import os
 import threading
@@ -54,6 +55,11 @@ from localctx.errors import BadInput, EngineFailed
 
 DEFAULT_CTX_TOKENS = 8192
 BYTES_PER_TOKEN = 4  # budget units: the mirror counts bytes, servers count tokens
+READ_TIMEOUT_S = 120.0  # one connect or one read; a server that goes quiet fails after it
+REPLY_DEADLINE_S = 600.0  # a whole reply: keep-alive comments do not extend it
+MAX_LISTING_BYTES = 8 << 20  # /v1/models: a few KB on llama-server, ~1 MB on big gateways
+MAX_LINE_BYTES = 1 << 20  # one server-sent-events line; a chunk holds a token or a few
+MAX_TOKEN_BYTES = 32  # a token is rarely over 16 bytes: a reply past max_tokens x 32 stops too
 _LOCAL_ONLY = "needs the local engine (the remote server keeps its KV cache and logits)"
 _FINISH = {"stop": "eog", "length": "length"}
 _RS, _US = "\x1e", "\x1f"  # ASCII record and unit separators: never in chat text
@@ -138,17 +144,25 @@ def _clean(content: str) -> str:
 class RemoteEngine(Cancellation, ByteTokens):
     """An Engine whose model runs behind an OpenAI-compatible URL. One caller at a time."""
 
+    # The sink window cannot shift this mirror, and rebuilding it is a list copy: the
+    # policy's "re-prefill" notice (written for M-RoPE models) does not apply here.
+    rebuild_is_free = True
+
     def __init__(
         self,
         url: str,
         *,
         model: str | None = None,
         n_ctx: int | None = None,
-        timeout: float = 120.0,
+        timeout: float = READ_TIMEOUT_S,
+        deadline: float = REPLY_DEADLINE_S,
         api_key: str | None = None,
     ) -> None:
+        if not deadline > 0:
+            raise BadInput(f"the reply deadline must be more than 0 seconds, got {deadline}")
         self.url = base_url(url)
-        self.timeout = timeout
+        self.timeout = min(timeout, deadline)
+        self.deadline = deadline
         self._api_key = api_key
         served, trained = self._discover()
         self._model = model or served or "default"
@@ -219,6 +233,10 @@ class RemoteEngine(Cancellation, ByteTokens):
 
         Each byte is appended to the mirror when the caller asks for the next one (as the
         local engine decodes a token), so a caller that stops early leaves the last one out.
+        Room is made once per streamed chunk (a token on llama-server), not per byte. The
+        reply stops at `max_tokens` chunks (or max_tokens x MAX_TOKEN_BYTES bytes) even when
+        the server ignores max_tokens, and at the reply deadline even when it keeps the
+        connection alive with comments; closing the connection stops generation there.
         """
         if not self._pos:
             raise BadInput("nothing to continue from: decode a prompt first")
@@ -229,40 +247,89 @@ class RemoteEngine(Cancellation, ByteTokens):
         self.stats.decode_tokens = 0
         self.stats.stop_reason = "length"
         start = time.perf_counter()
+        deadline = time.monotonic() + self.deadline
         text = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        index = 0
+        index = pieces = 0
+        byte_budget = sampling.max_tokens * MAX_TOKEN_BYTES
         with self._open("chat/completions", body) as response:
-            for byte in self._reply_bytes(response):
-                if (cancel is not None and cancel.is_set()) or self.cancelled:
-                    self.stats.stop_reason = "cancelled"
-                    break  # closing the connection stops generation on llama-server
-                yield TokenEvent(byte, text.decode(bytes([byte])), index, self.n_past)
+            for piece in self._reply_pieces(response, deadline):
+                data = piece.encode("utf-8")
+                if pieces >= sampling.max_tokens or index + len(data) > byte_budget:
+                    self.stats.stop_reason = "length"
+                    break  # the budget is ours to keep, whatever the server does
+                pieces += 1
+                self.stats.decode_tokens = max(self.stats.decode_tokens, pieces)
                 if make_room:
-                    make_room(1)
-                self._pos.append(byte)
-                index += 1
+                    make_room(len(data))
+                for byte in data:
+                    if (cancel is not None and cancel.is_set()) or self.cancelled:
+                        self.stats.stop_reason = "cancelled"
+                        break  # closing the connection stops generation on llama-server
+                    yield TokenEvent(byte, text.decode(bytes([byte])), index, self.n_past)
+                    self._pos.append(byte)
+                    index += 1
+                if self.stats.stop_reason == "cancelled":
+                    break
         self.stats.decode_seconds = time.perf_counter() - start
 
-    def _reply_bytes(self, response: Any) -> Iterator[int]:
-        """The reply's bytes from a server-sent-events response; stats as they arrive."""
-        chunks = 0
-        for raw_line in response:
+    def _reply_pieces(self, response: Any, deadline: float) -> Iterator[str]:
+        """The reply's text pieces from a server-sent-events response; stats as they arrive.
+
+        Every read is bounded (MAX_LINE_BYTES a line) and timed (the reply deadline), and a
+        reply that is not a stream of events is an error, never an empty answer.
+        """
+        kind = response.headers.get("Content-Type")
+        if kind is not None and "event-stream" not in kind.lower():
+            raise EngineFailed(
+                f"the remote server answered with {kind.split(';')[0]}, not a stream of "
+                f"server-sent events: is {self.url} an OpenAI-compatible server?"
+            )
+        events = 0
+        while True:
+            if time.monotonic() > deadline:
+                raise EngineFailed(
+                    f"the remote server did not finish its reply within {self.deadline:.0f} s"
+                    " (raise --remote-timeout for long replies)"
+                )
+            raw_line = self._read_line(response)
+            if not raw_line:
+                break
             chunk = parse_event(raw_line.decode("utf-8", errors="replace"))
             if chunk is None:
                 continue
+            events += 1
             if not chunk:
                 break
             usage = chunk.get("usage") or {}
-            if usage.get("completion_tokens"):
-                self.stats.decode_tokens = int(usage["completion_tokens"])
+            if isinstance(usage, dict) and isinstance(usage.get("completion_tokens"), int):
+                self.stats.decode_tokens = max(0, usage["completion_tokens"])
             for choice in chunk.get("choices") or []:
-                piece = (choice.get("delta") or {}).get("content") or ""
-                chunks += bool(piece)
-                self.stats.decode_tokens = max(self.stats.decode_tokens, chunks)
-                yield from piece.encode("utf-8")
+                if not isinstance(choice, dict):
+                    continue
+                delta = choice.get("delta") or {}
+                piece = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(piece, str) and piece:
+                    yield piece
                 if choice.get("finish_reason"):
-                    reason = choice["finish_reason"]
+                    reason = str(choice["finish_reason"])
                     self.stats.stop_reason = _FINISH.get(reason, reason)
+        if not events:
+            raise EngineFailed(
+                f"the remote server's reply held no server-sent events: is {self.url} an "
+                "OpenAI-compatible server?"
+            )
+
+    def _read_line(self, response: Any) -> bytes:
+        try:
+            line = bytes(response.readline(MAX_LINE_BYTES + 1))
+        except (OSError, http.client.HTTPException) as exc:
+            raise EngineFailed(f"the remote server's reply broke off: {_reason(exc)}") from None
+        if len(line) > MAX_LINE_BYTES:
+            raise EngineFailed(
+                f"the remote server sent a stream line over {MAX_LINE_BYTES >> 20} MiB; "
+                "stopped reading (not an OpenAI-compatible stream?)"
+            )
+        return line
 
     def decode_all_logits(self, tokens: Sequence[int]) -> np.ndarray:
         raise EngineFailed(f"per-token logits (perplexity): {_LOCAL_ONLY}")
@@ -335,17 +402,34 @@ class RemoteEngine(Cancellation, ByteTokens):
         """GET /v1/models: the served model id and (llama-server) its trained context."""
         try:
             with self._open("models", None) as response:
-                listing = json.loads(response.read() or b"{}")
+                body = response.read(MAX_LISTING_BYTES + 1)
         except EngineFailed:
             raise
-        except (ValueError, OSError):
+        except ValueError:  # a server without a listing (404): the defaults serve
+            return None, None
+        except (OSError, http.client.HTTPException) as exc:
+            raise EngineFailed(
+                f"the remote server's model listing broke off: {_reason(exc)}"
+            ) from None
+        if len(body) > MAX_LISTING_BYTES:
+            raise EngineFailed(
+                f"the remote server's /v1/models reply is over {MAX_LISTING_BYTES >> 20} MiB;"
+                " stopped reading (not an OpenAI-compatible server?)"
+            )
+        try:
+            listing = json.loads(body or b"{}")
+        except ValueError:
             return None, None
         models = listing.get("data") or [] if isinstance(listing, dict) else []
-        if not models or not isinstance(models[0], dict):
+        if not isinstance(models, list) or not models or not isinstance(models[0], dict):
             return None, None
         meta = models[0].get("meta") or {}
         trained = meta.get("n_ctx_train") if isinstance(meta, dict) else None
-        return models[0].get("id"), trained if isinstance(trained, int) else None
+        served = models[0].get("id")
+        return (
+            served if isinstance(served, str) else None,
+            trained if isinstance(trained, int) and trained > 0 else None,
+        )
 
     def _open(self, path: str, body: dict[str, Any] | None) -> Any:
         headers = {"Accept": "application/json, text/event-stream"}
@@ -361,17 +445,34 @@ class RemoteEngine(Cancellation, ByteTokens):
         except urllib.error.HTTPError as exc:
             if body is None and exc.code == 404:
                 raise ValueError("no model listing") from None
-            detail = exc.read(300).decode("utf-8", errors="replace").strip()
+            try:
+                detail = exc.read(300).decode("utf-8", errors="replace").strip()
+            except (OSError, http.client.HTTPException):
+                detail = ""
+            detail = " ".join(detail.split())
             raise EngineFailed(f"the remote server answered {exc.code}: {detail}") from None
         except (urllib.error.URLError, OSError) as exc:
             reason = getattr(exc, "reason", exc)
             raise EngineFailed(f"the remote server {self.url} is not reachable: {reason}") from None
+        except http.client.HTTPException as exc:  # BadStatusLine: something else listens there
+            raise EngineFailed(
+                f"the remote server {self.url} did not answer in HTTP ({_reason(exc)})"
+            ) from None
 
 
-def open_remote(url: str, *, model: object = None) -> RemoteEngine:
-    """The CLI's way in: --remote URL [--model ID]; the API key from LOCALCTX_REMOTE_API_KEY."""
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:120]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def open_remote(
+    url: str, *, model: object = None, deadline: float = REPLY_DEADLINE_S
+) -> RemoteEngine:
+    """The CLI's way in: --remote URL [--model ID] [--remote-timeout S]; the API key from
+    LOCALCTX_REMOTE_API_KEY."""
     return RemoteEngine(
         url,
         model=model if isinstance(model, str) else None,
+        deadline=deadline,
         api_key=os.environ.get("LOCALCTX_REMOTE_API_KEY") or None,
     )

@@ -127,4 +127,8 @@ def build_digest(
 
 def identifiers(text: str) -> str:
     """The distinct identifiers in `text`, sorted and space-separated (stored per file)."""
-    return " ".join(sorted(set(_IDENT.findall(text))))
+    return " ".join(sorted(identifier_set(text)))
+
+
+def identifier_set(text: str) -> set[str]:
+    return set(_IDENT.findall(text))

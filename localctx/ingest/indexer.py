@@ -18,19 +18,25 @@ import os
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing.pool import Pool
 from pathlib import Path
 
 from localctx.errors import BadInput
 from localctx.ingest.chunker import chunk_file
-from localctx.ingest.digest import DIGEST_TOKENS, build_digest, digest_key, identifiers
+from localctx.ingest.digest import (
+    DIGEST_TOKENS,
+    build_digest,
+    digest_key,
+    identifier_set,
+    identifiers,
+)
 from localctx.ingest.languages import language_of
-from localctx.ingest.reader import SourceText, read_source
+from localctx.ingest.reader import Refused, SourceText, StreamedSource, is_streamed, read_source
 from localctx.ingest.rules import Skip
 from localctx.ingest.tokens import TokenCounter, estimate_tokens
 from localctx.ingest.walker import Skipped, SourceFile, WalkOptions, walk
-from localctx.ingest.windows import DEFAULT_CHUNK_TOKENS, Chunk
+from localctx.ingest.windows import DEFAULT_CHUNK_TOKENS, Chunk, chunk_lines
 from localctx.memory.archival import ArchivalStore, FileState
 
 BATCH_FILES = 200  # one transaction per 200 files: ~0.4 CPU-s of work lost at most on a kill
@@ -128,9 +134,11 @@ def ingest_repo(
             old = indexed.get(item.relpath)
             if old is not None and (old.size, old.mtime_ns) == (item.size, item.mtime_ns):
                 report.files_unchanged += 1
+            elif is_streamed(item):
+                _index_streamed(store, repo, item, options, chunk_tokens, seen, report)
             else:
                 pending.append(_Job(item, old.sha if old else None, options.max_file_bytes,
-                                    chunk_tokens))  # fmt: skip
+                                    chunk_tokens, options.allow_secrets))  # fmt: skip
                 if len(pending) >= BATCH_FILES:
                     _write(store, repo, pool.run(pending), seen, report)
                     pending = []
@@ -164,6 +172,7 @@ class _Job:
     old_sha: str | None
     max_file_bytes: int
     chunk_tokens: int
+    allow_secrets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,7 +184,7 @@ class _Done:
 
 def _read_and_chunk(job: _Job) -> _Done:
     """The CPU-bound part (read, hash, parse, chunk); runs in a worker process."""
-    source = read_source(job.file, job.max_file_bytes)
+    source = read_source(job.file, job.max_file_bytes, job.allow_secrets)
     if isinstance(source, Skip):
         return _Done(job.file, source)
     if source.sha == job.old_sha:
@@ -183,6 +192,52 @@ def _read_and_chunk(job: _Job) -> _Done:
     language = language_of(job.file.relpath)
     chunks = chunk_file(job.file.relpath, language, source.text, job.chunk_tokens)
     return _Done(job.file, (source, chunks), identifiers(source.text))
+
+
+MAX_STREAMED_IDENTS = 50_000  # a huge generated file must not grow the digest's input unbounded
+
+
+def _index_streamed(
+    store: ArchivalStore,
+    repo: str,
+    file: SourceFile,
+    options: WalkOptions,
+    chunk_tokens: int,
+    seen: set[str],
+    report: IngestReport,
+) -> None:
+    """A file over STREAM_BYTES: read, cut into line windows and written piece by piece in
+    one transaction, so memory holds one piece; a refusal found late (a key at the end)
+    rolls the file back whole. No syntax tree: parsing 50 MB at once is what cost the RAM."""
+    source = StreamedSource(file, options.max_file_bytes, options.allow_secrets)
+    language = language_of(file.relpath)
+    idents: set[str] = set()
+    chunks = 0
+    try:
+        with store.transaction():
+            state = FileState("", file.size, file.mtime_ns)
+            file_id = store.begin_file(repo, file.relpath, state, language)
+            line = 0
+            for piece in source.pieces():
+                lines = piece.splitlines(keepends=True)
+                out = [
+                    replace(c, start_line=c.start_line + line, end_line=c.end_line + line)
+                    for c in chunk_lines(lines, chunk_tokens, file.relpath, language)
+                ]
+                store.add_chunks(file_id, file.relpath, out)
+                chunks += len(out)
+                line += len(lines)
+                if len(idents) < MAX_STREAMED_IDENTS:
+                    idents |= identifier_set(piece)
+            store.finish_file(file_id, source.sha, source.non_utf8, " ".join(sorted(idents)))
+    except Refused as exc:
+        report.skipped[exc.reason] += 1
+        seen.discard(file.relpath)  # refused now: drop any older indexed version
+        return
+    report.files_indexed += 1
+    report.chunks_written += chunks
+    report.bytes += source.size
+    report.non_utf8 += int(source.non_utf8)
 
 
 class _ChunkPool:

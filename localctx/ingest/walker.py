@@ -13,6 +13,7 @@ Reading and content checks are in reader.py; the decisions on names are in rules
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterator
@@ -129,8 +130,8 @@ def _walk_dir(
         try:
             is_link = entry.is_symlink()
             is_dir = entry.is_dir(follow_symlinks=True)
-        except OSError:
-            yield Skipped(rel, Skip.VANISHED)
+        except OSError as exc:
+            yield Skipped(rel, _stat_failure(exc))
             continue
         reason = _name_rules(entry.name, rel, is_dir, rules, options, exclude)
         if reason is not None:
@@ -138,7 +139,11 @@ def _walk_dir(
             continue
         real = entry.path
         if is_link:
-            real = os.path.realpath(entry.path)
+            try:
+                real = os.path.realpath(entry.path)
+            except OSError:  # a link that cannot be read (/proc/N/exe of a kernel thread)
+                yield Skipped(rel, Skip.SYMLINK_BROKEN)
+                continue
             if not (real == root_real or real.startswith(root_real + os.sep)):
                 yield Skipped(rel, Skip.SYMLINK_OUTSIDE)
                 continue
@@ -153,8 +158,8 @@ def _walk_dir(
         except FileNotFoundError:
             yield Skipped(rel, Skip.SYMLINK_BROKEN if is_link else Skip.VANISHED)
             continue
-        except OSError:
-            yield Skipped(rel, Skip.UNREADABLE)
+        except OSError as exc:
+            yield Skipped(rel, _stat_failure(exc))
             continue
         if is_dir:
             key = (st.st_dev, st.st_ino)
@@ -174,6 +179,15 @@ def _walk_dir(
             yield Skipped(rel, Skip.EMPTY)
         else:
             yield SourceFile(rel, real, st.st_size, st.st_mtime_ns)
+
+
+def _stat_failure(exc: OSError) -> Skip:
+    """Why an entry could not be stat'ed: a link cycle (a -> b -> a) is a loop, not gone."""
+    if exc.errno == errno.ELOOP:
+        return Skip.SYMLINK_LOOP
+    if isinstance(exc, FileNotFoundError):
+        return Skip.VANISHED
+    return Skip.UNREADABLE
 
 
 def _utf8(name: str) -> bool:

@@ -414,7 +414,9 @@ class SinkWindow:
 
     def _reprefill(self, kept: list[int]) -> None:
         if not self._fallback_logged:
-            log.warning("sink window re-prefills on eviction: %s", self.fallback_reason)
+            free = getattr(self.engine, "rebuild_is_free", False)  # a remote engine's mirror
+            level = logging.DEBUG if free else logging.WARNING
+            log.log(level, "sink window re-prefills on eviction: %s", self.fallback_reason)
             self._fallback_logged = True
         stats = self.engine.stats
         saved = (stats.prefill_tokens, stats.prefill_seconds)  # keep the caller's prefill figure
@@ -429,6 +431,8 @@ class SinkWindow:
 def _fallback_reason(engine: Engine, forced: bool) -> str:
     if forced:
         return "forced (force_fallback=True)"
+    if getattr(engine, "rebuild_is_free", False):
+        return "the remote server keeps its own KV cache; the window is rebuilt here as text"
     meta = getattr(engine, "meta", None)
     if meta is not None and getattr(meta, "swa_layers", None) and not engine.settings.swa_full:
         return (

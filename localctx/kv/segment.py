@@ -2,13 +2,16 @@
 
 The KV policy produces these; the memory tier consumes them (verbatim to the recall store,
 then summarized). Nothing evicted may vanish silently: segments wait in an EvictionQueue
-until a consumer takes them.
+until a consumer takes them. A consumer that must store each one at once (a kill -9 during a
+long prefill would otherwise lose every segment evicted so far) registers a listener, called
+after every put; an error it raises stops the decode that evicted.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -33,10 +36,17 @@ class EvictionQueue:
     def __init__(self) -> None:
         self._items: deque[EvictedSegment] = deque()
         self._lock = threading.Lock()
+        self._listener: Callable[[], None] | None = None
+
+    def listen(self, listener: Callable[[], None] | None) -> None:
+        """Call `listener` (outside the queue's lock) after each put; None stops it."""
+        self._listener = listener
 
     def put(self, segment: EvictedSegment) -> None:
         with self._lock:
             self._items.append(segment)
+        if self._listener is not None:
+            self._listener()
 
     def drain(self) -> list[EvictedSegment]:
         with self._lock:

@@ -28,7 +28,7 @@ from localctx.memory.archival_query import (
     query_terms,
     query_words,
 )
-from localctx.memory.db import Migration, connect, store_path
+from localctx.memory.db import Migration, connect, guarded, store_path
 from localctx.memory.dense import DenseIndex, dense_key, embed_view, from_blobs
 from localctx.memory.fts import term_presence, weighted_coverage
 
@@ -278,14 +278,16 @@ class ArchivalStore:
 
     @contextmanager
     def transaction(self) -> Iterator[None]:
-        """One atomic batch: everything inside commits together or not at all."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield
-        except BaseException:
-            self._conn.rollback()
-            raise
-        self._conn.commit()
+        """One atomic batch: everything inside commits together or not at all. A full disk
+        or a read-only mount is its own error (db.classify), never "corrupt"."""
+        with guarded(self.path):
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+                self._conn.commit()
+            except BaseException:
+                self._conn.rollback()  # also after a failed COMMIT (SQLite keeps it open)
+                raise
 
     def file_states(self, repo: str) -> dict[str, FileState]:
         rows = self._conn.execute(
@@ -307,13 +309,29 @@ class ArchivalStore:
 
         `idents`: the identifiers the file uses, space-separated (for the repo digest).
         """
+        file_id = self.begin_file(repo, path, state, language, non_utf8, idents)
+        self.add_chunks(file_id, path, chunks)
+
+    def begin_file(
+        self,
+        repo: str,
+        path: str,
+        state: FileState,
+        language: str,
+        non_utf8: bool = False,
+        idents: str = "",
+    ) -> int:
+        """Replace (repo, path) by an empty file row; its chunks follow with `add_chunks`
+        (a streamed file adds them piece by piece, then `finish_file`)."""
         self.remove_file(repo, path)
         cur = self._conn.execute(
             "INSERT INTO files (repo, path, sha, size, mtime_ns, language, non_utf8, idents)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (repo, path, state.sha, state.size, state.mtime_ns, language, int(non_utf8), idents),
         )
-        file_id = cur.lastrowid
+        return int(cur.lastrowid or 0)
+
+    def add_chunks(self, file_id: int, path: str, chunks: Sequence[ChunkLike]) -> None:
         # Ids assigned here so both tables take one executemany each: the caller holds the
         # write lock (BEGIN IMMEDIATE), so no other writer can take the same ids. Two
         # executes per chunk were a fifth of the indexing time on Django (70K chunks).
@@ -334,6 +352,13 @@ class ArchivalStore:
                 (i, path, c.symbol, c.text, camel_parts(c.symbol + " " + c.text))
                 for i, c in zip(ids, chunks, strict=True)
             ],
+        )
+
+    def finish_file(self, file_id: int, sha: str, non_utf8: bool, idents: str) -> None:
+        """A streamed file's hash and flags, known once all of it was read."""
+        self._conn.execute(
+            "UPDATE files SET sha = ?, non_utf8 = ?, idents = ? WHERE id = ?",
+            (sha, int(non_utf8), idents, file_id),
         )
 
     def touch_file(self, repo: str, path: str, state: FileState) -> None:

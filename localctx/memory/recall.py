@@ -6,6 +6,13 @@ id the CLI and UI show: `m12` (message), `s3` (evicted segment), `c2` (core memo
 never handed out twice, even after its row is forgotten (a second `/forget m12` must not hit a
 newer message).
 
+A turn is stored whole or not at all: `begin_turn` writes its messages and records them in
+`open_turn_rows`, every segment evicted meanwhile joins that record as it is written (so a kill
+-9 during a long prefill leaves them on disk), and `commit_turn` fills in the answer and clears
+the record in one transaction. A turn that failed (a full disk, a broken engine) or whose
+process died is taken back by `discard_turn`: its messages and segments go, and the store is
+what it was before the turn, matching the session's last KV snapshot.
+
 Must not: call the model or touch the KV cache (the summarizer and the session do that), and
 never rewrite a committed row except to add a summary — a crash leaves what was committed.
 """
@@ -87,7 +94,7 @@ class RecallStore:
         self._lock = threading.RLock()
 
     def close(self) -> None:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             self._conn.close()
 
     def __enter__(self) -> RecallStore:
@@ -99,7 +106,7 @@ class RecallStore:
     # ------------------------------------------------------------------ sessions
     def session_id(self, name: str, *, model: str = "") -> int:
         """The id of session `name`, created on first use."""
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             row = self._conn.execute("SELECT id FROM sessions WHERE name = ?", (name,)).fetchone()
             if row:
                 self._conn.execute(
@@ -112,13 +119,13 @@ class RecallStore:
             return int(cur.lastrowid or 0)
 
     def session_exists(self, name: str) -> bool:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             row = self._conn.execute("SELECT 1 FROM sessions WHERE name = ?", (name,)).fetchone()
             return row is not None
 
     def delete_session(self, session_id: int) -> None:
         """Remove a session and everything it stored (an ephemeral `ask` leaves nothing)."""
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             c = self._conn
             for kind, table in (("message", "messages"), ("segment", "segments")):
                 ids = [
@@ -140,45 +147,109 @@ class RecallStore:
             c.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
 
     def running_summary(self, session_id: int) -> str:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             row = self._conn.execute(
                 "SELECT running_summary FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
             return str(row[0]) if row else ""
 
     def set_running_summary(self, session_id: int, text: str) -> None:
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             self._conn.execute(
                 "UPDATE sessions SET running_summary = ? WHERE id = ?", (text, session_id)
             )
 
     def snapshot_key(self, session_id: int) -> str | None:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             row = self._conn.execute(
                 "SELECT snapshot_key FROM sessions WHERE id = ?", (session_id,)
             ).fetchone()
             return str(row[0]) if row and row[0] else None
 
     def set_snapshot_key(self, session_id: int, key: str | None) -> None:
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             self._conn.execute(
                 "UPDATE sessions SET snapshot_key = ? WHERE id = ?", (key, session_id)
             )
 
+    # ------------------------------------------------------------------ turns
+    def begin_turn(self, session_id: int, messages: Iterable[tuple[str, str]]) -> list[int]:
+        """Store a turn's messages (the answer's row may start empty), marked open; their ids."""
+        rows = [(role, _utf8(content)) for role, content in messages]
+        with self._lock, db.guarded(self.path), self._conn:
+            ids = []
+            for role, content in rows:
+                mid = self._fresh_id("message", "messages")
+                self._conn.execute(
+                    "INSERT INTO messages (id, session_id, role, content) VALUES (?, ?, ?, ?)",
+                    (mid, session_id, role, content),
+                )
+                self._index("message", mid, content)
+                self._conn.execute(
+                    "INSERT INTO open_turn_rows (session_id, kind, ref_id)"
+                    " VALUES (?, 'message', ?)",
+                    (session_id, mid),
+                )
+                ids.append(mid)
+            return ids
+
+    def commit_turn(self, session_id: int, contents: dict[int, str] | None = None) -> None:
+        """Fill in the turn's messages (the answer) and close it, in one transaction."""
+        with self._lock, db.guarded(self.path), self._conn:
+            for mid, content in (contents or {}).items():
+                self._conn.execute(
+                    "UPDATE messages SET content = ? WHERE id = ?", (_utf8(content), mid)
+                )
+                self._unindex("message", mid)
+                self._index("message", mid, content)
+            self._conn.execute("DELETE FROM open_turn_rows WHERE session_id = ?", (session_id,))
+
+    def has_open_turn(self, session_id: int) -> bool:
+        with self._lock, db.guarded(self.path):
+            row = self._conn.execute(
+                "SELECT 1 FROM open_turn_rows WHERE session_id = ? LIMIT 1", (session_id,)
+            ).fetchone()
+            return row is not None
+
+    def discard_turn(self, session_id: int) -> int:
+        """Take back an open turn: delete the rows it wrote. Returns how many went."""
+        with self._lock, db.guarded(self.path), self._conn:
+            c = self._conn
+            rows = c.execute(
+                "SELECT kind, ref_id FROM open_turn_rows WHERE session_id = ?", (session_id,)
+            ).fetchall()
+            for kind, ref in rows:
+                if kind == "message":
+                    c.execute("DELETE FROM messages WHERE id = ?", (ref,))
+                else:
+                    c.execute("DELETE FROM segment_messages WHERE segment_id = ?", (ref,))
+                    c.execute("DELETE FROM segments WHERE id = ?", (ref,))
+                self._unindex(str(kind), int(ref))
+            c.execute("DELETE FROM open_turn_rows WHERE session_id = ?", (session_id,))
+            return len(rows)
+
+    def last_message_id(self, session_id: int) -> int:
+        """The newest stored message of a session (0: none): what a KV snapshot must hold."""
+        with self._lock, db.guarded(self.path):
+            row = self._conn.execute(
+                "SELECT max(id) FROM messages WHERE session_id = ?", (session_id,)
+            ).fetchone()
+            return int(row[0] or 0)
+
     # ------------------------------------------------------------------ messages
     def add_message(self, session_id: int, role: str, content: str) -> int:
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             mid = self._fresh_id("message", "messages")
             self._conn.execute(
                 "INSERT INTO messages (id, session_id, role, content) VALUES (?, ?, ?, ?)",
-                (mid, session_id, role, content),
+                (mid, session_id, role, _utf8(content)),
             )
             self._index("message", mid, content)
             return mid
 
     def set_message_content(self, message_id: int, content: str) -> None:
         """Fill in an assistant message once generation ended (the row exists from its start)."""
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             self._conn.execute(
                 "UPDATE messages SET content = ? WHERE id = ?", (content, message_id)
             )
@@ -187,7 +258,7 @@ class RecallStore:
 
     def messages(self, session_id: int) -> list[tuple[int, str, str]]:
         """(id, role, content) of a session, oldest first."""
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT id, role, content FROM messages WHERE session_id = ? ORDER BY id",
                 (session_id,),
@@ -207,7 +278,7 @@ class RecallStore:
     ) -> int:
         """Store an evicted segment verbatim, its summary pending (committed before returning)."""
         ids = sorted({int(m) for m in message_ids if int(m) > 0})
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             sid = self._fresh_id("segment", "segments")
             self._conn.execute(
                 "INSERT INTO segments (id, session_id, seq, stream_start, stream_end, n_tokens,"
@@ -219,6 +290,13 @@ class RecallStore:
                 [(sid, m) for m in ids],
             )
             self._index("segment", sid, text)
+            # Evicted while a turn is open: it is part of that turn (taken back with it).
+            self._conn.execute(
+                "INSERT INTO open_turn_rows (session_id, kind, ref_id)"
+                " SELECT ?, 'segment', ? WHERE EXISTS"
+                " (SELECT 1 FROM open_turn_rows WHERE session_id = ?)",
+                (session_id, sid, session_id),
+            )
             return sid
 
     def pending_segments(
@@ -228,9 +306,10 @@ class RecallStore:
         `session_id` keeps to one session (a session summarizes only its own)."""
         scope = "" if session_id is None else " AND session_id = ?"
         args: tuple[int, ...] = () if session_id is None else (session_id,)
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT id, session_id, text FROM segments WHERE summary_status = 'pending'"
+                " AND id NOT IN (SELECT ref_id FROM open_turn_rows WHERE kind = 'segment')"
                 f"{scope} ORDER BY id LIMIT ?",
                 (*args, -1 if limit is None else limit),
             ).fetchall()
@@ -240,7 +319,7 @@ class RecallStore:
         self, segment_id: int, summary: str, *, running: tuple[int, str] | None = None
     ) -> None:
         """Record a segment's summary and, in the same transaction, the new running summary."""
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             self._conn.execute(
                 "UPDATE segments SET summary = ?, summary_status = 'done' WHERE id = ?",
                 (summary, segment_id),
@@ -257,7 +336,7 @@ class RecallStore:
                 )
 
     def segment_summaries(self, session_id: int) -> list[str]:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT summary FROM segments WHERE session_id = ? AND summary_status = 'done'"
                 " ORDER BY id",
@@ -269,14 +348,14 @@ class RecallStore:
     def add_core(self, text: str) -> int:
         if not text.strip():
             raise BadInput("nothing to remember: give the fact as text")
-        with self._lock, self._conn:
+        with self._lock, db.guarded(self.path), self._conn:
             cid = self._fresh_id("core", "core")
             self._conn.execute("INSERT INTO core (id, text) VALUES (?, ?)", (cid, text.strip()))
             self._index("core", cid, text.strip())
             return cid
 
     def core(self) -> list[tuple[int, str]]:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute("SELECT id, text FROM core ORDER BY id").fetchall()
             return [(int(r[0]), str(r[1])) for r in rows]
 
@@ -311,7 +390,7 @@ class RecallStore:
                 " (SELECT id FROM segments WHERE session_id = ?)))"
             )
             params += [session_id, session_id]
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT kind, ref_id, bm25(recall_fts) AS rank, rowid FROM recall_fts"
                 f" WHERE recall_fts MATCH ? AND kind IN ({marks}){scope} ORDER BY rank LIMIT ?",
@@ -333,7 +412,7 @@ class RecallStore:
         parsed = parse_id(item_id)
         if parsed is None:
             return None
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             return self._hit(parsed[0], parsed[1], 0.0)
 
     def _hit(self, kind: str, ref: int, score: float) -> RecallHit | None:
@@ -361,7 +440,7 @@ class RecallStore:
 
     def covered_message_ids(self, session_id: int) -> set[int]:
         """Messages of a session that some stored segment holds (so recall prefers the segment)."""
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT DISTINCT sm.message_id FROM segment_messages sm"
                 " JOIN segments g ON g.id = sm.segment_id WHERE g.session_id = ?",
@@ -372,7 +451,7 @@ class RecallStore:
     # ------------------------------------------------------------------ listing
     def list_items(self, limit: int = 50) -> list[RecallHit]:
         """Newest first, all kinds interleaved by creation time."""
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = self._conn.execute(
                 "SELECT kind, ref_id FROM ("
                 " SELECT 'message' AS kind, id AS ref_id, created_at FROM messages"
@@ -385,7 +464,7 @@ class RecallStore:
 
     def iter_all(self) -> Iterator[dict[str, object]]:
         """Every row as a plain dict (export): sessions' messages, segments, core."""
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             rows = list(
                 self._conn.execute(
                     "SELECT m.id, s.name, m.role, m.content, m.created_at FROM messages m"
@@ -411,7 +490,7 @@ class RecallStore:
             yield {"id": f"c{r[0]}", "kind": "core", "text": r[1], "created_at": r[2]}
 
     def counts(self) -> dict[str, int]:
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             one = self._conn.execute
             return {
                 "sessions": int(one("SELECT count(*) FROM sessions").fetchone()[0]),
@@ -440,7 +519,7 @@ class RecallStore:
         running summaries of the sessions touched are rebuilt from the summaries that remain.
         """
         parsed = parse_id(id_or_query)
-        with self._lock:
+        with self._lock, db.guarded(self.path):
             if parsed is not None:
                 targets = [parsed]
             else:
@@ -567,6 +646,16 @@ class RecallStore:
 
 
 _KIND_CODE = {"message": 1, "segment": 2, "core": 3}
+
+
+def _utf8(text: str) -> str:
+    """Text SQLite can store: lone surrogates (undecodable bytes from a shell) are refused
+    before anything is written, not half-way through a turn."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise BadInput(f"the text is not valid UTF-8 (at character {exc.start})") from None
+    return text
 
 
 def _fts_rowid(kind: str, ref: int) -> int:

@@ -91,7 +91,25 @@ def _0002_ids_never_reused(conn: sqlite3.Connection) -> None:
         )
 
 
+def _0003_open_turns(conn: sqlite3.Connection) -> None:
+    # The rows a turn has written while it is still running (its messages, the segments the
+    # window evicted meanwhile). The turn's last transaction deletes them from here; a turn
+    # that failed, or whose process died, is taken back by deleting what they name.
+    _run(
+        conn,
+        """
+        CREATE TABLE open_turn_rows (
+            session_id INTEGER NOT NULL REFERENCES sessions(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL CHECK (kind IN ('message', 'segment')),
+            ref_id INTEGER NOT NULL,
+            PRIMARY KEY (session_id, kind, ref_id)
+        );
+        """,
+    )
+
+
 MIGRATIONS: list[Migration] = [
     ("0001_recall", _0001_recall),
     ("0002_ids_never_reused", _0002_ids_never_reused),
+    ("0003_open_turns", _0003_open_turns),
 ]

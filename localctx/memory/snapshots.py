@@ -12,6 +12,10 @@ Writes are atomic (temp file 0600, fsync, rename, fsync of the directory): a kil
 disk mid-write leaves the previous snapshot as it was. The directory is capped in bytes and
 evicts least recently used files (mtime is touched on every load).
 
+Keys are 40 lowercase hex digits (`SnapshotIdentity.key`); a key read from the database is
+checked before it names a file, so a damaged or hostile row cannot point outside the
+directory.
+
 Must not: decide when to snapshot (the session does) or import llama_cpp (bytes come from the
 engine's state_get/state_set).
 """
@@ -22,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import struct
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +42,7 @@ FORMAT_VERSION = 1
 SUFFIX = ".kvsnap"
 DEFAULT_CAP_BYTES = 2 * 1024**3  # 2 GiB: ~90K tokens of f16 KV for SmolLM2-135M
 _FIXED = struct.Struct("<8sII")  # magic, version, header length
+_KEY = re.compile(r"[0-9a-f]{40}")
 
 
 @dataclass(frozen=True)
@@ -147,6 +153,9 @@ class SnapshotStore:
         self._sweep_temp_files()
 
     def path(self, key: str) -> Path:
+        """The file of a valid key; ValueError for anything else (never a path outside)."""
+        if not is_key(key):
+            raise ValueError(f"not a snapshot key: {key[:48]!r}")
         return self.dir / f"{key}{SUFFIX}"
 
     def save(
@@ -167,12 +176,23 @@ class SnapshotStore:
         self._enforce_cap(keep=key)
         return key
 
-    def load(self, key: str, identity: SnapshotIdentity) -> Snapshot | None:
-        """The snapshot under `key` if it is intact and made under `identity`, else None."""
+    def load(
+        self, key: str, identity: SnapshotIdentity, *, missing_ok: bool = True
+    ) -> Snapshot | None:
+        """The snapshot under `key` if it is intact and made under `identity`, else None.
+
+        A missing file is silent when the caller only hoped for one (a prefix snapshot) and a
+        notice when it was promised (`missing_ok=False`: a session's own snapshot).
+        """
+        if not is_key(key):
+            self.notices.append(f"KV snapshot key {key[:48]!r} is not a snapshot key; ignored")
+            return None
         path = self.path(key)
         try:
             blob = _read_into_bytearray(path)
         except FileNotFoundError:
+            if not missing_ok:
+                self.notices.append(f"KV snapshot {key[:12]} is missing; recomputing")
             return None
         except OSError as exc:
             self.notices.append(f"KV snapshot {key[:12]} unreadable ({exc}); recomputing")
@@ -196,10 +216,19 @@ class SnapshotStore:
         return self.load(identity.key(tokens), identity)
 
     def delete(self, key: str) -> bool:
+        """Remove a snapshot; False when there was none. Never raises: something that is not
+        a snapshot file under its name (a directory) is left, with a notice."""
+        if not is_key(key):
+            return False
         try:
             self.path(key).unlink()
             return True
         except FileNotFoundError:
+            return False
+        except OSError as exc:
+            self.notices.append(
+                f"old KV snapshot {key[:12]} not deleted ({exc.strerror or exc}); it is unused"
+            )
             return False
 
     def forget_where(self, holds: Callable[[dict[str, Any]], bool]) -> list[str]:
@@ -217,7 +246,8 @@ class SnapshotStore:
         return removed
 
     def files(self) -> list[Path]:
-        return sorted(self.dir.glob(f"*{SUFFIX}"))
+        """Snapshot files (a directory or a link under a snapshot's name is none)."""
+        return sorted(p for p in self.dir.glob(f"*{SUFFIX}") if p.is_file() and not p.is_symlink())
 
     def stats(self) -> dict[str, int]:
         files = self.files()
@@ -241,6 +271,10 @@ class SnapshotStore:
             if pid.isdigit() and _alive(int(pid)) and int(pid) != os.getpid():
                 continue
             tmp.unlink(missing_ok=True)
+
+
+def is_key(key: object) -> bool:
+    return isinstance(key, str) and _KEY.fullmatch(key) is not None
 
 
 def _read_meta(path: Path) -> dict[str, Any] | None:

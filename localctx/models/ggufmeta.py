@@ -7,6 +7,7 @@ llama.cpp ever sees it (llama.cpp would abort or print pages of log).
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from dataclasses import asdict, dataclass, field
@@ -102,7 +103,7 @@ def _read_gguf(path: Path, size: int, _mtime_ns: int) -> GgufInfo:
             raw, tensors, data_start = _parse(fh)
     except _NotGguf as exc:
         raise BadModelFile(f"{path} is not a GGUF file ({exc})") from None
-    except (struct.error, EOFError, ValueError, UnicodeDecodeError, MemoryError) as exc:
+    except _DAMAGE as exc:
         raise BadModelFile(f"{path} is not a readable GGUF (truncated or corrupt): {exc}") from None
     tensor_end = data_start + max((t.offset + t.n_bytes for t in tensors), default=0)
     if tensor_end > size:
@@ -110,7 +111,17 @@ def _read_gguf(path: Path, size: int, _mtime_ns: int) -> GgufInfo:
             f"{path} is truncated: tensors end at byte {tensor_end:,} but the file has {size:,}"
         )
     vocab = raw.pop("\x00vocab_size", 0)
-    return _info(path, size, raw, tuple(tensors), int(vocab))
+    try:
+        return _info(path, size, raw, tuple(tensors), int(vocab))
+    except _DAMAGE as exc:  # metadata of the wrong type or shape (random bytes in a header)
+        raise BadModelFile(f"{path} has unusable metadata (corrupt?): {exc}") from None
+
+
+# What random bytes in a header can raise while it is parsed (all mean: not a usable GGUF).
+_DAMAGE = (
+    struct.error, EOFError, ValueError, UnicodeDecodeError, MemoryError, OverflowError,
+    OSError, KeyError, TypeError, ZeroDivisionError, IndexError,
+)  # fmt: skip
 
 
 class _NotGguf(Exception):
@@ -127,6 +138,15 @@ def _read(fh: BinaryIO, n: int) -> bytes:
     if len(data) != n:
         raise EOFError(f"file ends {n - len(data)} bytes early")
     return data
+
+
+def _skip(fh: BinaryIO, n: int) -> None:
+    """Seek over n bytes that must lie inside the file: a random length in a damaged header
+    would otherwise seek to a bogus offset (EINVAL) or silently past the end."""
+    here = fh.tell()
+    if here + n > os.fstat(fh.fileno()).st_size:
+        raise EOFError(f"an array of {n:,} bytes at offset {here:,} runs past the end")
+    fh.seek(n, 1)
 
 
 def _unpack(fh: BinaryIO, fmt: str) -> Any:
@@ -149,10 +169,10 @@ def _value_of(fh: BinaryIO, vtype: int) -> Any:
         etype, count = _unpack(fh, "<I"), _unpack(fh, "<Q")
         if count > _MAX_KEEP:
             if etype in _SCALARS:
-                fh.seek(count * struct.calcsize(_SCALARS[etype]), 1)
+                _skip(fh, count * struct.calcsize(_SCALARS[etype]))
             elif etype == 8:  # token lists: seek over each string, never decode it
                 for _ in range(count):
-                    fh.seek(_unpack(fh, "<Q"), 1)
+                    _skip(fh, _unpack(fh, "<Q"))
             else:
                 for _ in range(count):
                     _value_of(fh, etype)

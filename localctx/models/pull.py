@@ -143,9 +143,7 @@ def _from_hub(entry: ModelEntry, tmp: Path, out: Path, progress: Progress | None
         ) from exc
     try:
         local = Path(
-            hf_hub_download(
-                entry.repo, entry.file, local_dir=tmp, revision=entry.revision or None
-            )
+            hf_hub_download(entry.repo, entry.file, local_dir=tmp, revision=entry.revision or None)
         )
     except Exception as exc:  # network errors come in many classes
         raise DownloadFailed(f"download of {entry.repo}/{entry.file} failed: {exc}") from exc
