@@ -1,4 +1,4 @@
-"""The prose the benchmarks read by default, shipped in the repository (never `../shared`).
+"""The prose the benchmarks read by default, shipped in the repository (never a folder outside it).
 
 `tests/data/devils-dictionary-excerpt.txt`: the first ~200 KB of Ambrose Bierce, *The Devil's
 Dictionary* (1911, public domain), ~48K tokens with SmolLM2's tokenizer — enough for 3,000-token
