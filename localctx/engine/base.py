@@ -20,6 +20,9 @@ from typing import Any, Protocol, TypedDict, runtime_checkable
 
 import numpy as np
 
+from localctx.engine.kvstate import CachedKeys
+from localctx.engine.queries import RecentQueries
+
 
 class ChatMessage(TypedDict):
     role: str  # "system" | "user" | "assistant"
@@ -42,6 +45,9 @@ class EngineSettings:
     force: bool = False  # allow n_ctx above the trained context (RoPE scaling in effect)
     rpc_servers: str | None = None  # "host:port,host:port" when the build has RPC
     seed: int = 0
+    # Copy the newest queries of every layer out of llama.cpp's graph (engine/queries.py):
+    # what `--evict snapkv` scores with. Costs a Python call per graph node, so off unless asked.
+    capture_queries: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,6 +157,10 @@ class Engine(Protocol):
     # --- KV operations (sequence 0)
     def kv_remove(self, p0: int, p1: int) -> bool: ...
     def kv_shift(self, p0: int, p1: int, delta: int) -> None: ...
+    def kv_remove_runs(self, runs: Sequence[tuple[int, int]]) -> None: ...  # and close gaps
+    def kv_keys(self, layers: tuple[int, ...] | None = None) -> CachedKeys: ...
+    def recent_queries(self) -> RecentQueries | None: ...  # with settings.capture_queries
+    def watch_queries_from(self, position: int) -> None: ...  # capture only batches reaching it
     def kv_clear(self) -> None: ...
     @property
     def can_shift(self) -> bool: ...

@@ -28,7 +28,9 @@ from localctx.engine.base import (
 )
 from localctx.engine.bytetokens import ByteTokens
 from localctx.engine.cancellation import Cancellation
+from localctx.engine.kvstate import CachedKeys
 from localctx.engine.positions import PositionMirror
+from localctx.engine.queries import RecentQueries
 from localctx.errors import EngineFailed
 
 EOG = 256
@@ -175,6 +177,27 @@ class FakeEngine(Cancellation, ByteTokens):
         if not self._can_shift:
             raise EngineFailed("this model's KV cache cannot be shifted")
         self._mirror.shift(p0, p1, delta)
+
+    def kv_remove_runs(self, runs: Sequence[tuple[int, int]]) -> None:
+        if not self._can_shift:
+            raise EngineFailed("this model's KV cache cannot be shifted")
+        self._mirror.compact(runs)
+
+    def recent_queries(self) -> RecentQueries | None:
+        return None
+
+    def watch_queries_from(self, position: int) -> None:
+        return None  # no queries to capture here
+
+    def kv_keys(self, layers: tuple[int, ...] | None = None) -> CachedKeys:
+        """Two layers of 8-dim keys made from each token (byte) value: a byte's key norm grows
+        with its value, so tests can predict what a key-norm policy keeps. Cells in position
+        order."""
+        tokens = np.asarray(self._mirror.tokens, dtype=np.float32)
+        base = np.outer(1.0 + tokens / 32.0, np.ones(8, dtype=np.float32))
+        keys = (base, base * 2.0)
+        picked = keys if layers is None else tuple(keys[i] for i in layers if 0 <= i < 2)
+        return CachedKeys(positions=np.arange(len(tokens), dtype=np.int64), keys=picked)
 
     def kv_clear(self) -> None:
         self._mirror.reset()

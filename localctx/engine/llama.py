@@ -35,8 +35,10 @@ from localctx.engine.base import (
     TokenEvent,
 )
 from localctx.engine.cancellation import Cancellation
+from localctx.engine.kvstate import CachedKeys, parse_keys
 from localctx.engine.lifetime import NativeOwner
 from localctx.engine.positions import PositionMirror
+from localctx.engine.queries import QueryCapture, RecentQueries
 from localctx.errors import BadInput, Cancelled, ContextTooLarge, EngineFailed
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import GgufInfo, read_gguf
@@ -136,6 +138,12 @@ class LlamaEngine(NativeOwner, Cancellation):
         cparams.abort_callback = ggml_abort
         cparams.abort_callback_data = None
         self._abort_on = True
+        # Only for `--evict snapkv`: ggml then calls into Python for every graph node.
+        self.queries = QueryCapture(_libggml()) if settings.capture_queries else None
+        if self.queries is not None:
+            self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(self.queries.callback)
+            cparams.cb_eval = self._eval_cb
+            cparams.cb_eval_user_data = None
         ctx_marker = native_log.mark()
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
         if not self._ctx:
@@ -257,6 +265,8 @@ class LlamaEngine(NativeOwner, Cancellation):
     ) -> None:
         batch = self._batch
         pos0 = self._mirror.n_past
+        if self.queries is not None:
+            self.queries.begin_batch(pos0, len(chunk))
         n = len(chunk)
         for j, tok in enumerate(chunk):
             batch.token[j] = tok
@@ -352,6 +362,8 @@ class LlamaEngine(NativeOwner, Cancellation):
         ok = bool(llama_cpp.llama_memory_seq_rm(self._mem, 0, p0, p1))
         if ok:
             self._mirror.remove(p0, p1)
+            if self.queries is not None:
+                self.queries.truncate(p0)
         return ok
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:
@@ -360,10 +372,43 @@ class LlamaEngine(NativeOwner, Cancellation):
             raise EngineFailed("this model's KV cache cannot be shifted (M-RoPE or recurrent)")
         llama_cpp.llama_memory_seq_add(self._mem, 0, p0, p1, delta)
         self._mirror.shift(p0, p1, delta)
+        if self.queries is not None:
+            self.queries.clear()  # captured at positions that moved
+
+    def kv_remove_runs(self, runs: Sequence[tuple[int, int]]) -> None:
+        """Remove the disjoint position runs [p0, p1) and close every gap (seq_rm + seq_add
+        per run, newest first, so the older runs keep their numbers): K is re-roped once, at
+        the next decode."""
+        if not self.can_shift:
+            raise EngineFailed("this model's KV cache cannot be shifted (M-RoPE or recurrent)")
+        for p0, p1 in sorted(runs, reverse=True):
+            if not llama_cpp.llama_memory_seq_rm(self._mem, 0, p0, p1):
+                raise EngineFailed(f"llama.cpp refused to remove positions {p0}..{p1}")
+            llama_cpp.llama_memory_seq_add(self._mem, 0, p1, -1, -(p1 - p0))
+        self._mirror.compact(runs)
+        if self.queries is not None:
+            self.queries.clear()  # captured at positions that moved
+
+    def kv_keys(self, layers: tuple[int, ...] | None = None) -> CachedKeys:
+        """The K rows of the cached cells (engine/kvstate.py), for scored eviction."""
+        size = llama_cpp.llama_state_seq_get_size(self._ctx, 0)
+        buf = (ctypes.c_uint8 * size)()
+        n = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0)
+        return parse_keys(memoryview(buf)[:n], layers=layers)
+
+    def recent_queries(self) -> RecentQueries | None:
+        return self.queries.recent() if self.queries is not None else None
+
+    def watch_queries_from(self, position: int) -> None:
+        """Capture queries only in batches that reach `position` (the eviction is near)."""
+        if self.queries is not None:
+            self.queries.from_position = max(0, position)
 
     def kv_clear(self) -> None:
         llama_cpp.llama_memory_clear(self._mem, True)
         self._mirror.reset()
+        if self.queries is not None:
+            self.queries.clear()
 
     @property
     def can_shift(self) -> bool:
@@ -488,3 +533,10 @@ def _plain_transcript(messages: Sequence[ChatMessage], add_generation_prompt: bo
     if add_generation_prompt:
         lines.append("Assistant:")
     return "\n\n".join(lines)
+
+
+def _libggml() -> Any:
+    """ggml's shared library as llama-cpp-python loaded it (for the eval callback's calls)."""
+    from llama_cpp import _ggml
+
+    return _ggml.libggml

@@ -72,6 +72,18 @@ class PositionMirror:
         self._used = sum(t is not None for t in self._pos)  # a shift is O(range) anyway
         self._trim()
 
+    def compact(self, runs: Iterable[tuple[int, int]]) -> None:
+        """Forget the positions in `runs` (disjoint [p0, p1) spans) and close the gaps, as
+        remove + shift of everything after each run would: O(positions), once."""
+        drop = bytearray(len(self._pos))
+        for p0, p1 in runs:
+            drop[max(p0, 0) : min(p1, len(self._pos))] = b"\x01" * (
+                max(0, min(p1, len(self._pos)) - max(p0, 0))
+            )
+        self._pos = [t for t, gone in zip(self._pos, drop, strict=True) if not gone]
+        self._used = sum(t is not None for t in self._pos)
+        self._trim()
+
     def _end(self, p1: int) -> int:
         return len(self._pos) if p1 < 0 else min(p1, len(self._pos))
 

@@ -51,6 +51,8 @@ from localctx.engine.base import (
 )
 from localctx.engine.bytetokens import ByteTokens
 from localctx.engine.cancellation import Cancellation
+from localctx.engine.kvstate import CachedKeys
+from localctx.engine.queries import RecentQueries
 from localctx.errors import BadInput, EngineFailed
 
 DEFAULT_CTX_TOKENS = 8192
@@ -351,6 +353,18 @@ class RemoteEngine(Cancellation, ByteTokens):
 
     def kv_shift(self, p0: int, p1: int, delta: int) -> None:
         raise EngineFailed(f"shifting the KV cache: {_LOCAL_ONLY}")
+
+    def kv_remove_runs(self, runs: Sequence[tuple[int, int]]) -> None:
+        raise EngineFailed(f"removing runs from the KV cache: {_LOCAL_ONLY}")
+
+    def recent_queries(self) -> RecentQueries | None:
+        return None
+
+    def watch_queries_from(self, position: int) -> None:
+        return None  # no queries to capture here
+
+    def kv_keys(self, layers: tuple[int, ...] | None = None) -> CachedKeys:
+        raise EngineFailed(f"reading the KV cache's keys (scored eviction): {_LOCAL_ONLY}")
 
     def kv_clear(self) -> None:
         self._pos = []
