@@ -14,6 +14,12 @@ whenever the room needed can be found before it.
 
 `kv_ops` turns an Eviction into what the engine must do: remove + shift when the model's cache
 can shift, else clear + re-prefill of what survives (the fallback; ~100x dearer).
+
+`plan_scored` is the scored policies' planner (kv/scoring.py gives the scores): the same room,
+taken from the lowest-scoring cells of the evictable region instead of its oldest block. Never
+a sink, never the pinned region, never the newest `recent` tokens (unless the room cannot be
+found elsewhere); the result is a set of disjoint runs, removed newest first so that every
+gap closes and positions stay contiguous (`run_ops`).
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
+
+import numpy as np
 
 from localctx.errors import BadInput
 
@@ -46,6 +54,19 @@ class Eviction:
     @property
     def n_tokens(self) -> int:
         return self.p1 - self.p0
+
+
+@dataclass(frozen=True)
+class RunEviction:
+    """Remove the disjoint position runs [p0, p1) (sorted); every later position then moves
+    down by the cells removed before it."""
+
+    runs: tuple[tuple[int, int], ...]
+    n_past: int
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(b - a for a, b in self.runs)
 
 
 OpKind = Literal["remove", "shift", "clear", "prefill"]
@@ -100,6 +121,74 @@ def plan_eviction(
     near = [b for b in layout.boundaries if p0 + need <= b <= limit and abs(b - goal) <= slack]
     p1 = min(near, key=lambda b: (abs(b - goal), -b)) if near else goal
     return Eviction(p0=p0, p1=p1, n_past=n_past)
+
+
+def plan_scored(
+    layout: CacheLayout,
+    n_incoming: int,
+    scores: np.ndarray,
+    *,
+    window: int,
+    block: int,
+    recent: int,
+) -> RunEviction | None:
+    """The lowest-scoring cells to evict so that n_incoming more tokens fit, or None.
+
+    `scores` has one entry per position [0, n_past) (higher: keep; only the evictable ones
+    are read). Evicts max(need, block) cells, as the window would, from [protected_end,
+    n_past - recent); reaches into the recent tokens only when the room is not there.
+    Ties go to the older cell. Raises BadInput like `plan_eviction`.
+    """
+    p0 = layout.protected_end
+    n_past = layout.n_past
+    need = n_past + n_incoming - window
+    if need <= 0:
+        return None
+    if n_incoming > window - p0 or p0 > n_past:
+        raise BadInput(
+            f"{n_incoming} tokens cannot fit in a window of {window} cells with "
+            f"{p0} protected (sinks + pinned): use a larger window or smaller batches"
+        )
+    if len(scores) < n_past:
+        raise BadInput(f"{len(scores)} scores for {n_past} cached positions")
+    end = min(n_past, max(p0 + need, n_past - max(0, recent)))
+    target = min(max(need, block), end - p0)
+    part = np.asarray(scores[p0:end], dtype=np.float64)
+    order = np.lexsort((np.arange(end - p0), part))  # by score, then oldest first
+    chosen = np.sort(order[:target]) + p0
+    return RunEviction(runs=_runs(chosen), n_past=n_past)
+
+
+def _runs(positions: np.ndarray) -> tuple[tuple[int, int], ...]:
+    """Sorted positions as maximal [start, end) runs."""
+    if len(positions) == 0:
+        return ()
+    breaks = np.nonzero(np.diff(positions) != 1)[0]
+    starts = np.concatenate(([positions[0]], positions[breaks + 1]))
+    ends = np.concatenate((positions[breaks] + 1, [positions[-1] + 1]))
+    return tuple((int(a), int(b)) for a, b in zip(starts, ends, strict=True))
+
+
+def run_ops(eviction: RunEviction, *, can_shift: bool) -> tuple[KvOp, ...]:
+    """The engine operations that carry out a RunEviction: per run, newest first, remove it
+    and shift what follows down over the gap; or clear + re-prefill of every kept span."""
+    e = eviction
+    if can_shift:
+        ops: list[KvOp] = []
+        end = e.n_past
+        for a, b in reversed(e.runs):
+            ops.append(KvOp("remove", a, b))
+            if b < end:
+                ops.append(KvOp("shift", b, end, -(b - a)))
+            end -= b - a
+        return tuple(ops)
+    ops = [KvOp("clear")]
+    lo = 0
+    for a, b in (*e.runs, (e.n_past, e.n_past)):
+        if a > lo:
+            ops.append(KvOp("prefill", lo, a))
+        lo = b
+    return tuple(ops)
 
 
 def kv_ops(eviction: Eviction, *, can_shift: bool) -> tuple[KvOp, ...]:

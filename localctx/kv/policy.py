@@ -37,6 +37,7 @@ from __future__ import annotations
 import copy
 import logging
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -44,8 +45,18 @@ from typing import Any
 from localctx.engine.base import Engine
 from localctx.errors import BadInput, EngineFailed
 from localctx.kv.allocation import bytes_per_token
-from localctx.kv.planner import CacheLayout, Eviction, default_block, kv_ops, plan_eviction
-from localctx.kv.segment import EvictedSegment, EvictionQueue
+from localctx.kv.planner import (
+    CacheLayout,
+    Eviction,
+    RunEviction,
+    default_block,
+    kv_ops,
+    plan_eviction,
+    plan_scored,
+    run_ops,
+)
+from localctx.kv.scoring import DEFAULT_RECENT, Scorer
+from localctx.kv.segment import RUN_GAP, EvictedSegment, EvictionQueue, SegmentRun
 
 log = logging.getLogger("localctx.kv")
 
@@ -74,6 +85,9 @@ class WindowStats:
     fallback_reason: str  # why evictions re-prefill; "" when they shift
     peak_cells: int = 0
     mode: str = "shift"  # "shift" (seq_rm + seq_add) or "reprefill" (the fallback)
+    policy: str = "window"  # the eviction policy: window, keynorm, snapkv
+    gaps: int = 0  # places where cached cells are not stream neighbours (scattered eviction)
+    score_seconds: float = 0.0  # time spent scoring cells for eviction, all evictions
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +130,8 @@ class SinkWindow:
         queue: EvictionQueue | None = None,
         force_fallback: bool = False,
         batch: int = MIN_BATCH,
+        scorer: Scorer | None = None,
+        recent: int = DEFAULT_RECENT,
     ) -> None:
         if n_sink < 0:
             raise BadInput(f"sinks must be 0 or more, got {n_sink}")
@@ -129,7 +145,12 @@ class SinkWindow:
             raise BadInput(f"window {window} is larger than the context ({engine.n_ctx} cells)")
         if block is not None and block < 1:
             raise BadInput(f"eviction block must be at least 1 token, got {block}")
+        if recent < 0:
+            raise BadInput(f"recent tokens kept must be 0 or more, got {recent}")
         self.engine = engine
+        self.scorer = scorer
+        self.recent = recent
+        self.policy_name = scorer.name if scorer is not None else "window"
         self.window = window
         self.n_sink = n_sink
         self.batch = batch
@@ -158,6 +179,9 @@ class SinkWindow:
         self._evicted_tokens = 0
         self._peak = 0
         self._seq = 0
+        self._gaps = 0
+        self._score_seconds = 0.0
+        self._scorer_failed = ""
         self._bytes_per_token = bytes_per_token(engine.kv_allocation())
         self._sync()
         # Prime the readings a busy window hands to readers (see `stats`).
@@ -183,14 +207,24 @@ class SinkWindow:
                 boundaries=self._boundaries(),
                 current_start=self._current_start,
             )
-            eviction = plan_eviction(layout, n, window=self.window, block=self.block)
-            if eviction is not None:
-                self._evict(eviction)
+            scores = self._scores() if self.scorer is not None else None
+            if scores is not None:
+                runs = plan_scored(
+                    layout, n, scores, window=self.window, block=self.block, recent=self.recent
+                )
+                if runs is not None:
+                    self._evict_runs(runs)
+            else:
+                eviction = plan_eviction(layout, n, window=self.window, block=self.block)
+                if eviction is not None:
+                    self._evict(eviction)
             self._peak = max(self._peak, len(self._stream) + n)
 
     def decode(self, tokens: Sequence[int]) -> None:
         """Decode tokens through the window, in batches that fit beside sinks + pinned."""
         step = max(1, min(self.engine.settings.n_batch, self.window - self.protected_end))
+        if self.scorer is not None:  # a batch as large as the window leaves nothing to choose
+            step = max(1, min(step, self.block))
         for i in range(0, len(tokens), step):
             self.engine.decode(tokens[i : i + step], make_room=self.make_room)
         self._sync()
@@ -299,6 +333,9 @@ class SinkWindow:
                 fallback_reason=self.fallback_reason,
                 peak_cells=self._peak,
                 mode="shift" if self._can_shift else "reprefill",
+                policy=self.policy_name + (" (fell back to window)" if self._scorer_failed else ""),
+                gaps=self._gaps,
+                score_seconds=round(self._score_seconds, 4),
             )
             return self._last_stats
         finally:
@@ -333,6 +370,8 @@ class SinkWindow:
             self._tokens_seen = max(last, self._stream_floor)
             if self._current_start is not None and self._current_start > n:
                 self._current_start = n
+            if self._gaps:
+                self._gaps = self._count_gaps()
         self._peak = max(self._peak, n)
 
     def _recalled_runs(self, start: int) -> list[tuple[int, int]]:
@@ -411,6 +450,93 @@ class SinkWindow:
                 f"positions, expected {len(self._stream)}"
             )
         self.queue.put(segment)
+
+    def _scores(self) -> Any:
+        """The scorer's scores for every cached position; None (evict the oldest block, as
+        the window does) when it cannot score this cache, said once in the log and `stats`."""
+        assert self.scorer is not None
+        if self._scorer_failed:
+            return None
+        started = time.perf_counter()
+        try:  # None: nothing to score with this time (the window evicts, this once)
+            scores = self.scorer.scores(self.engine, len(self._stream))
+        except (EngineFailed, BadInput) as exc:
+            self._scorer_failed = str(exc)
+            log.warning("%s eviction fell back to the window: %s", self.policy_name, exc)
+            return None
+        finally:
+            self._score_seconds += time.perf_counter() - started
+        return scores
+
+    def _evict_runs(self, ev: RunEviction) -> None:
+        """Evict scattered cells: one segment whose runs are the stream-contiguous pieces."""
+        cached = self.engine.tokens
+        pieces: list[SegmentRun] = []
+        for a, b in ev.runs:
+            start = a
+            for p in range(a + 1, b + 1):  # split where the stream skips (an older gap)
+                if p == b or self._stream[p] != self._stream[p - 1] + 1:
+                    toks = tuple(cached[start:p])
+                    pieces.append(
+                        SegmentRun(
+                            stream_start=self._stream[start],
+                            stream_end=self._stream[p - 1] + 1,
+                            positions=(start, p),
+                            tokens=toks,
+                            text=self.engine.detokenize(list(toks)),
+                            message_ids=tuple(dict.fromkeys(self._msg[start:p])),
+                        )
+                    )
+                    start = p
+        segment = EvictedSegment(
+            seq=self._seq,
+            stream_start=pieces[0].stream_start,
+            stream_end=max(r.stream_end for r in pieces),
+            positions=(ev.runs[0][0], ev.runs[-1][1]),
+            tokens=tuple(t for r in pieces for t in r.tokens),
+            text=RUN_GAP.join(r.text for r in pieces),
+            message_ids=tuple(dict.fromkeys(m for r in pieces for m in r.message_ids)),
+            runs=tuple(pieces),
+        )
+        if self._can_shift:
+            self.engine.kv_remove_runs(ev.runs)
+        else:
+            self._reprefill(
+                [
+                    t
+                    for op in run_ops(ev, can_shift=False)
+                    if op.kind == "prefill"
+                    for t in cached[op.p0 : op.p1]
+                ]
+            )
+        drop = bytearray(len(self._stream))
+        for a, b in ev.runs:
+            drop[a:b] = b"\x01" * (b - a)
+        if self._current_start is not None:
+            self._current_start -= sum(drop[: self._current_start])
+        keep = [i for i, gone in enumerate(drop) if not gone]
+        self._stream = [self._stream[i] for i in keep]
+        self._msg = [self._msg[i] for i in keep]
+        self._kind = [self._kind[i] for i in keep]
+        self._recalled = []
+        for p, kind in enumerate(self._kind):
+            self._append_kind(kind, p, 1)
+        self._gaps = self._count_gaps()
+        self._stream_floor = max(self._stream_floor, segment.stream_end)
+        self._seq += 1
+        self._evictions += 1
+        self._evicted_tokens += ev.n_tokens
+        if self.engine.n_past != len(self._stream):
+            raise EngineFailed(
+                f"after evicting {ev.n_tokens} scattered tokens the cache holds "
+                f"{self.engine.n_past} positions, expected {len(self._stream)}"
+            )
+        self.queue.put(segment)
+
+    def _count_gaps(self) -> int:
+        s = self._stream
+        start = min(self.protected_end, len(s))
+        return sum(1 for p in range(start + 1, len(s)) if s[p] != s[p - 1] + 1)
 
     def _reprefill(self, kept: list[int]) -> None:
         if not self._fallback_logged:

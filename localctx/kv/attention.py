@@ -1,0 +1,95 @@
+"""SnapKvScorer: the newest queries vote for the cells they attend to (SnapKV, arXiv 2404.14469).
+
+SnapKV keeps, per head, the prefix positions that the last ~32 queries (its "observation
+window") attend to most, pooled over neighbouring positions so that a fact is kept with its
+context. Here the queries are the newest ones llama.cpp computed (engine/queries.py; captured
+since the last eviction, so their positions agree with the keys'), the keys come from the
+cache itself (engine/kvstate.py, quantized caches included), and the attention is recomputed
+with numpy at eviction time: softmax(q.k / sqrt(d)) with the causal mask, summed over the
+queries, averaged over the KV heads (a cell is shared by every head: llama.cpp cannot evict
+per head) and over the layers, then max-pooled over `pool` neighbours.
+
+Cost: one state read plus n_layer matrix products of (n_head x 32) by (n_cells x head_dim) per
+eviction; with flash attention or a quantized cache this is the only way to see attention,
+since llama.cpp never forms the weights then. Must not: change the cache.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from localctx.engine.base import Engine
+from localctx.engine.queries import DEFAULT_KEEP
+from localctx.errors import BadInput
+
+DEFAULT_POOL = 7  # SnapKV's pooling kernel
+
+
+class SnapKvScorer:
+    name = "snapkv"
+
+    def __init__(self, engine: Engine, pool: int = DEFAULT_POOL, window: int | None = None) -> None:
+        if not engine.settings.capture_queries:
+            raise BadInput(
+                "--evict snapkv needs the engine to capture queries (EngineSettings."
+                "capture_queries); the command-line front ends set it for you"
+            )
+        self.pool = pool
+        if window is not None:  # only the queries just before an eviction vote
+            engine.watch_queries_from(window - 2 * DEFAULT_KEEP)
+
+    def scores(self, engine: Engine, n_past: int) -> np.ndarray | None:
+        """Attention the newest queries pay each position [0, n_past); None when no query
+        was captured since the last eviction (then the window evicts, this once)."""
+        recent = engine.recent_queries()
+        if recent is None or not recent.layers:
+            return None
+        keys = engine.kv_keys().in_position_order(n_past)
+        total = np.zeros(n_past, dtype=np.float64)
+        used = 0
+        for layer, queries in recent.layers.items():
+            if layer >= len(keys):
+                continue
+            got = attention_received(queries, recent.positions, keys[layer])
+            if got is not None:
+                total += got
+                used += 1
+        if not used:
+            return None
+        return max_pool(total / used, self.pool)
+
+
+def attention_received(
+    queries: np.ndarray, q_positions: np.ndarray, keys: np.ndarray
+) -> np.ndarray | None:
+    """Per key position, the softmax attention summed over queries, mean over KV heads.
+
+    queries: (n_q, n_head, d) after RoPE; keys: (n_keys, n_kv_head * d) after RoPE, row p at
+    position p. None when the shapes do not divide (another attention layout)."""
+    n_q, n_head, d = queries.shape
+    n_keys = keys.shape[0]
+    if d == 0 or keys.shape[1] % d or n_head % max(1, keys.shape[1] // d):
+        return None
+    n_kv = keys.shape[1] // d
+    group = n_head // n_kv
+    k = keys.reshape(n_keys, n_kv, d).transpose(1, 0, 2)  # (n_kv, n_keys, d)
+    q = queries.transpose(1, 0, 2).reshape(n_kv, group * n_q, d)  # heads of a group together
+    logits = (q @ k.transpose(0, 2, 1)) / np.sqrt(d)  # (n_kv, group * n_q, n_keys)
+    qpos = np.tile(q_positions, group)  # the query position of each row
+    future = np.arange(n_keys)[None, :] > qpos[:, None]
+    logits = np.where(future[None, :, :], -np.inf, logits)
+    logits -= logits.max(axis=2, keepdims=True)
+    weights = np.exp(logits)
+    weights /= weights.sum(axis=2, keepdims=True)
+    return weights.sum(axis=1).mean(axis=0).astype(np.float64)
+
+
+def max_pool(x: np.ndarray, kernel: int) -> np.ndarray:
+    """Each entry becomes the max of its `kernel` neighbours (centred): keeps a cell's
+    neighbours with it, so a kept fact keeps the words around it."""
+    if kernel <= 1 or len(x) == 0:
+        return x
+    half = kernel // 2
+    padded = np.pad(x, half, mode="edge")
+    windows = np.lib.stride_tricks.sliding_window_view(padded, kernel)
+    return windows.max(axis=1)[: len(x)]
