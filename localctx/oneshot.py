@@ -56,6 +56,8 @@ def answer_once(
     gauge: bool = False,
     cancel: threading.Event | None = None,
     on_answered: Callable[[Answered], None] | None = None,
+    evict: str = "window",
+    recent: int | None = None,
 ) -> Answered:
     """Answer `question` as `localctx ask` does; `summarize` bounds the summaries written.
 
@@ -82,6 +84,8 @@ def answer_once(
         ephemeral=session_name is None,
         expand=expand,
         dense=dense,
+        evict=evict,
+        recent=recent,
     )
     notices = list(getattr(session.repo, "notices", None) or [])
     try:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import secrets
 import threading
 import time
@@ -107,6 +108,7 @@ class Eviction:
     n_tokens: int
     text: str
     summary: str | None = None
+    runs: int = 1  # a scored policy's segment is scattered over several runs
 
 
 class Session(TurnControl):
@@ -125,6 +127,9 @@ class Session(TurnControl):
         recall_budget: int | None = None,
         summary_budget: int | None = None,
         policy_factory: Callable[..., Any] | None = None,
+        evict: str = "window",
+        recent: int | None = None,
+        recall: bool = True,
         summarize_per_turn: int = 2,
         owns_repo: bool = False,
         recall_all: bool = False,
@@ -167,7 +172,12 @@ class Session(TurnControl):
         self.expand = expand
         self.last_expansion = ""
         self._owns_repo = owns_repo
-        self._policy_factory = policy_factory or make_policy
+        # The eviction policy (kv/scoring.py): the window, or one that scores cells.
+        self.evict = evict
+        self.recall = recall  # off: nothing is recalled (a benchmark of the cache alone)
+        self._policy_factory = policy_factory or functools.partial(
+            make_policy, evict=evict, recent=recent
+        )
         self._sid = 0
         self._ledger = ContextLedger()
         self._started = False
@@ -683,9 +693,9 @@ class Session(TurnControl):
     def _rebuild(self, drop: set[int] | None = None) -> None:
         """New pinned region (summary or core changed): re-decode it, then replay the window
         tail that was in the cache (minus `drop`ped messages). Costs one window of prefill."""
+        self._collect_evictions()  # first: a scattered eviction changes what the tail is
         tail = self._ledger.tail(self.engine.tokens)
         last, last_open = self._ledger.last, self._ledger.last_open
-        self._collect_evictions()
         kept = [(o, k, t) for o, k, t in tail if not (drop and o in drop)]
         try:
             with self._stage("rebuilding context", sum(len(t) for _, _, t in kept)):
@@ -736,7 +746,7 @@ class Session(TurnControl):
 
     # ------------------------------------------------------------------ recall
     def _recall(self, query: str) -> list[RecalledItem]:
-        if self.store is None:
+        if self.store is None or not self.recall:
             return []
         held = self._ledger.owners_in_cache(self.engine.cells_used)
         exclude = {f"m{m}" for m in held if m > 0 and m not in self._evicted_message_ids}
@@ -775,6 +785,8 @@ class Session(TurnControl):
             self._evicted_since_rebuild += seg.n_tokens
             self.eviction_count += 1
             kept = self._ledger.conversation_part(seg, self.engine.detokenize)
+            if seg.runs:  # scattered cells left the cache: the record keeps what it holds
+                self._ledger.forget_runs(seg.stream_runs())
             if kept is None:
                 continue  # only recalled snippets: copies of what is stored already
             text, real = kept
@@ -791,7 +803,7 @@ class Session(TurnControl):
                 )
             else:
                 self.evictions.append(seg)
-            self.last_eviction = Eviction(seg_id, seg.n_tokens, text)
+            self.last_eviction = Eviction(seg_id, seg.n_tokens, text, runs=max(1, len(seg.runs)))
 
     def _lend_cache(self) -> tuple[list[int], bytes, Any]:
         """Save the conversation's sequence state so the summarizer may use the cache (and the
@@ -870,7 +882,9 @@ class Session(TurnControl):
         """The sink window; each segment it evicts is stored the moment it is evicted."""
         policy = self._policy_factory(self.engine, window=self.window, n_sink=self.n_sink)
         queue = getattr(policy, "queue", None)
-        if self.store is not None and hasattr(queue, "listen"):
+        # Collected as evicted: stored at once with a store; without one the ledger still
+        # follows a scored policy's scattered evictions before anything reads the tail.
+        if hasattr(queue, "listen"):
             queue.listen(self._collect_evictions)
         return policy
 
@@ -958,8 +972,7 @@ class Session(TurnControl):
             n_drop = self.engine.n_past - position
             if n_drop > 0:
                 self.engine.kv_remove(position, -1)
-                del self._ledger.tokens[-n_drop:], self._ledger.owners[-n_drop:]
-            self._ledger.last, self._ledger.last_open = last, last_open
+            self._ledger.drop_tail(n_drop, last, last_open)
             self.messages = self.messages[:keep]
             return "trimmed"
         self.running_summary = self.store.running_summary(self._sid)

@@ -106,6 +106,10 @@ class NeedleRun:
     paraphrase: bool
     history_seconds: float
     answers: list[dict[str, Any]]
+    evict: str = "window"  # the sink window's eviction policy
+    recall: bool = True
+    retained: float = 0.0  # share of facts whose value the cache still held after the history
+    gaps: int = 0  # scattered runs in the cache after the history
 
 
 def plant_facts(n: int, history: int, window: int, rng: random.Random) -> list[Fact]:
@@ -147,13 +151,21 @@ def run_needle(
     summaries: int = 2,
     threads: int | None = None,
     paraphrase: bool = False,
+    evict: str = "window",
+    recent: int | None = None,
+    recall: bool = True,
 ) -> NeedleRun:
     if history < 2 * window:
         raise BadInput(f"history {history} must be at least twice the window {window}")
     rng = random.Random(seed)
     facts = plant_facts(n_facts, history, window, rng)
     messages = conversation(text, history, facts)
-    settings = bench_settings(model_path=model_path, n_ctx=window, n_threads=threads)
+    settings = bench_settings(
+        model_path=model_path,
+        n_ctx=window,
+        n_threads=threads,
+        capture_queries=evict == "snapkv",
+    )
     with (
         tempfile.TemporaryDirectory(prefix="localctx-needle-") as tmp,
         load_engine(settings) as engine,
@@ -167,6 +179,9 @@ def run_needle(
             name="needle",
             window=window,
             summarize_per_turn=0,
+            evict=evict,
+            recent=recent,
+            recall=recall,
         )
         start = time.perf_counter()
         fed = 0
@@ -175,6 +190,9 @@ def run_needle(
             session.feed("user", message)
             fed += max(0, _seen(session) - before)
         history_seconds = time.perf_counter() - start
+        cached = engine.detokenize(engine.tokens)
+        retained = sum(f.value in cached for f in facts)
+        gaps = session.policy.stats().gaps if session.policy is not None else 0
         start = time.perf_counter()
         summarized = session.summarize_pending(summaries) if summaries else 0
         per_summary = (time.perf_counter() - start) / summarized if summarized else 0.0
@@ -233,6 +251,10 @@ def run_needle(
         paraphrase=paraphrase,
         history_seconds=round(history_seconds, 2),
         answers=answers,
+        evict=evict,
+        recall=recall,
+        retained=round(retained / n, 3),
+        gaps=gaps,
     )
 
 

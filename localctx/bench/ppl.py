@@ -23,6 +23,7 @@ from localctx.engine import load_engine
 from localctx.engine.base import Engine
 from localctx.errors import BadInput
 from localctx.kv.policy import SinkWindow
+from localctx.kv.scoring import DEFAULT_RECENT, POLICIES, make_scorer
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import read_gguf
 
@@ -47,6 +48,9 @@ class PplResult:
     model: str = ""
     chunk: int = DEFAULT_CHUNK
     mode: str = "shift"  # "full", "shift" or "reprefill"
+    evict: str = "window"  # the eviction policy (kv/scoring.py)
+    gaps: int = 0  # scattered runs the cache held at the end
+    score_seconds: float = 0.0  # of `seconds`, spent scoring cells
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -112,6 +116,8 @@ def run_ppl(
     force_fallback: bool = False,
     swa_full: bool = False,
     source: str = "the text",
+    evict: str = "window",
+    recent: int = DEFAULT_RECENT,
 ) -> PplResult:
     check_args(model_path, tokens=tokens, window=window, sinks=sinks, kv=kv, full=full, chunk=chunk)
     kv = cache_type(kv).name
@@ -122,14 +128,23 @@ def run_ppl(
         type_v=kv,
         n_threads=n_threads,
         swa_full=swa_full,
+        capture_queries=evict == "snapkv",
     )
+    if evict not in POLICIES:
+        raise BadInput(f"unknown eviction policy {evict!r}: choose one of {', '.join(POLICIES)}")
     with load_engine(settings) as engine:
         ids = first_tokens(engine, text, tokens, source=source)
         start = time.perf_counter()
         policy = None
         if not full:
             policy = SinkWindow(
-                engine, window=window, n_sink=sinks, batch=chunk, force_fallback=force_fallback
+                engine,
+                window=window,
+                n_sink=sinks,
+                batch=chunk,
+                force_fallback=force_fallback,
+                scorer=make_scorer(evict, engine, window),
+                recent=recent,
             )
         nll = 0.0
         step = chunk if policy else engine.settings.n_batch
@@ -154,6 +169,9 @@ def run_ppl(
             model=engine.model_name,
             chunk=step,
             mode=stats.mode if stats else "full",
+            evict=stats.policy if stats else "none",
+            gaps=stats.gaps if stats else 0,
+            score_seconds=stats.score_seconds if stats else 0.0,
         )
 
 

@@ -11,12 +11,19 @@ from __future__ import annotations
 
 import sys
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
 from localctx.cli.checks import Bounded, NonNegativeFloat, text_value, utf8
-from localctx.cli.common import emit_json, engine_options, json_option, sigint_sets
+from localctx.cli.common import (
+    emit_json,
+    engine_options,
+    evict_options,
+    json_option,
+    sigint_sets,
+)
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import REPLY_DEADLINE_S, open_remote
 from localctx.errors import BadInput, Cancelled
@@ -83,6 +90,7 @@ MAX_QUESTION_BYTES = 8 << 20  # ~2M tokens: hours of prefill on a CPU; ingest bi
     callback=text_value,
     help="Answer over this repository (ingested on first use).",
 )
+@evict_options
 @json_option
 def ask(
     question: str | None,
@@ -96,18 +104,24 @@ def ask(
     repo: str | None,
     remote: str | None,
     remote_timeout: int,
+    evict: str,
+    recent: int,
     as_json: bool,
     **engine_opts: object,
 ) -> None:
     """Answer one question on stdout (streams; --json prints one object when it is done)."""
     text = read_question(question, question_file)
     repo_path = _repo(repo)
+    if remote and evict != "window":
+        raise BadInput(f"--evict {evict} reads the local KV cache; a --remote server keeps its own")
     remote_engine = (
         open_remote(remote, model=engine_opts.get("model"), deadline=float(remote_timeout))
         if remote
         else None
     )
     config = run_config(**engine_opts) if remote_engine is None else None  # type: ignore[arg-type]
+    if config is not None and evict == "snapkv":
+        config = replace(config, settings=replace(config.settings, capture_queries=True))
     settings = config.settings if config else remote_engine.settings  # type: ignore[union-attr]
     model_path = remote_engine.url if remote_engine else str(settings.model_path)
     sampling = Sampling(max_tokens=max_tokens, temperature=temperature, seed=seed)
@@ -169,6 +183,8 @@ def ask(
             gauge=as_json,
             on_answered=answered,
             cancel=interrupted,
+            evict=evict,
+            recent=recent,
         )
         if interrupted.is_set():  # during the reply: what streamed stays printed
             raise Cancelled("interrupted")

@@ -8,7 +8,7 @@ import click
 
 from localctx.bench.kv import DEFAULT_TYPES, run_kv, run_stream
 from localctx.bench.ppl import default_text_path, read_text, run_ppl
-from localctx.cli.common import emit_json, json_option
+from localctx.cli.common import emit_json, evict_options, json_option
 from localctx.errors import BadInput
 from localctx.models.catalogue import resolve_model
 
@@ -38,6 +38,7 @@ def _text(path: Path | None) -> tuple[str, Path]:
 @click.option("--full", is_flag=True, help="No window: keep every token (the baseline).")
 @click.option("--chunk", type=int, default=64, show_default=True, help="Tokens per decode.")
 @click.option("--reprefill", is_flag=True, help="Force the clear + re-prefill fallback.")
+@evict_options
 @click.option("--threads", type=int, default=None, help="CPU threads (default: all).")
 @json_option
 def bench_ppl(
@@ -50,10 +51,12 @@ def bench_ppl(
     full: bool,
     chunk: int,
     reprefill: bool,
+    evict: str,
+    recent: int,
     threads: int | None,
     as_json: bool,
 ) -> None:
-    """Perplexity through the sink window (or --full)."""
+    """Perplexity through the sink window (or --full); --evict picks what leaves it."""
     model_path = resolve_model(model)
     text, path = _text(text_path)
     result = run_ppl(
@@ -68,11 +71,17 @@ def bench_ppl(
         n_threads=threads,
         force_fallback=reprefill,
         source=str(path),
+        evict=evict,
+        recent=recent,
     )
     if as_json:
         emit_json(result)
         return
-    where = "full cache" if full else f"window {window}, {sinks} sinks ({result.mode})"
+    where = (
+        "full cache"
+        if full
+        else f"window {window}, {sinks} sinks, evict {result.evict} ({result.mode})"
+    )
     click.echo(
         f"{result.model}: PPL {result.ppl:.3f} over {result.tokens} tokens, {where}, "
         f"KV {result.kv}; peak {result.peak_cells} cells, {result.evictions} evictions, "

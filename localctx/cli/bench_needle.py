@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from localctx.bench.texts import DEFAULT_PROSE
-from localctx.cli.common import emit_json, json_option
+from localctx.cli.common import emit_json, evict_options, json_option
 from localctx.errors import BadInput
 from localctx.models.catalogue import resolve_model
 
@@ -28,6 +28,14 @@ DEFAULT_TEXT = DEFAULT_PROSE
     is_flag=True,
     help="Ask without the facts' template words ('Which number opens ...').",
 )
+@evict_options
+@click.option(
+    "--recall",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="off: nothing is recalled; facts must survive in the KV cache itself.",
+)
 @click.option("--seed", type=int, default=0)
 @click.option("--threads", type=int, default=None)
 @json_option
@@ -39,6 +47,9 @@ def bench_needle(
     text_path: str | None,
     summaries: int,
     paraphrase: bool,
+    evict: str,
+    recent: int,
+    recall: str,
     seed: int,
     threads: int | None,
     as_json: bool,
@@ -65,11 +76,15 @@ def bench_needle(
             summaries=summaries,
             threads=threads,
             paraphrase=paraphrase,
+            evict=evict,
+            recent=recent,
+            recall=recall == "on",
         )
         runs.append(to_json(run))
         if not as_json:
             click.echo(
-                f"history {run.history_tokens:>6}  window {w:>5}  facts {run.facts}  "
+                f"history {run.history_tokens:>6}  window {w:>5}  evict {run.evict}  "
+                f"facts {run.facts}  in cache {run.retained:.0%}  "
                 f"recall {run.recall_hit_rate:.0%}  answers {run.answer_accuracy:.0%}  "
                 f"{run.seconds_per_turn:.2f} s/turn  first token {run.first_token_p50} s  "
                 f"in summary {run.summary_facts:.0%}  {run.store_bytes / 1e6:.1f} MB  "

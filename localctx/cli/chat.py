@@ -20,7 +20,7 @@ from pathlib import Path
 import click
 
 from localctx.cli.checks import Bounded, NonNegativeFloat, text_value
-from localctx.cli.common import engine_options
+from localctx.cli.common import engine_options, evict_options
 from localctx.engine.base import Sampling
 from localctx.errors import BadInput, Exit, LocalctxError, ModelNotFound
 from localctx.memory.locks import SessionLock
@@ -49,6 +49,7 @@ def default_repo(cwd: Path, home: Path) -> Path | None:
 
 @click.command()
 @engine_options
+@evict_options
 @click.option("--repo", default=None, callback=text_value, help="Chat over this repository.")
 @click.option(
     "--no-repo", is_flag=True, help="Chat over no repository (not even the current directory)."
@@ -81,6 +82,8 @@ def chat(
     threads: int | None = None,
     gpu_layers: int | None = None,
     rpc: str | None = None,
+    evict: str = "window",
+    recent: int | None = None,
     repo: str | None = None,
     no_repo: bool = False,
     session_name: str | None = None,
@@ -119,8 +122,13 @@ def chat(
         max_tokens=max_tokens or CHAT_MAX_TOKENS,
         temperature=temperature if temperature is not None else 0.0,
     )
+    engine = config.settings if config else None
+    if engine is not None and evict == "snapkv":
+        engine = replace(engine, capture_queries=True)
     settings = ChatSettings(
-        engine=config.settings if config else None,
+        engine=engine,
+        evict=evict,
+        recent=recent,
         model_name=model or Catalogue.load().default.name,
         window=config.window if config else window,
         repo=repo_path,

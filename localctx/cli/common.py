@@ -35,6 +35,26 @@ def json_option(func: F) -> F:
     return click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")(func)
 
 
+def evict_options(func: F) -> F:
+    """--evict/--recent: which cells leave a full sink window (kv/scoring.py)."""
+    from localctx.kv.scoring import DEFAULT_RECENT, POLICIES
+
+    func = click.option(
+        "--recent",
+        type=click.IntRange(0),
+        default=DEFAULT_RECENT,
+        show_default=True,
+        help="Newest tokens a scored policy never evicts.",
+    )(func)
+    return click.option(
+        "--evict",
+        type=click.Choice(POLICIES),
+        default="window",
+        show_default=True,
+        help="Eviction policy: the oldest block (window) or the lowest-scoring cells.",
+    )(func)
+
+
 def engine_options(func: F) -> F:
     """--model/--kv/--ctx/--window/--force/--threads/--gpu-layers/--rpc: chat, ask, bench."""
     options = [

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from localctx.cli.common import engine_options
+from localctx.cli.common import engine_options, evict_options
 from localctx.engine import load_engine
 from localctx.runconfig import run_config
 
@@ -47,6 +48,7 @@ from localctx.runconfig import run_config
     show_default=True,
     help="Largest request body in bytes (413 beyond).",
 )
+@evict_options
 def serve(
     host: str,
     port: int,
@@ -54,6 +56,8 @@ def serve(
     api_key: str | None,
     max_queue: int,
     max_body: int,
+    evict: str,
+    recent: int,
     **engine_opts: object,
 ) -> None:
     """Serve the model as an OpenAI-compatible API (/v1/chat/completions) with sessions."""
@@ -63,6 +67,7 @@ def serve(
 
     check_bind(host, port, api_key)  # before the model loads: a refused bind is instant
     config = run_config(**engine_opts)  # type: ignore[arg-type]
+    settings = replace(config.settings, capture_queries=evict == "snapkv")
     logging.getLogger("localctx.serve").setLevel(logging.INFO)
     serve_config = ServeConfig(
         host=host,
@@ -72,8 +77,10 @@ def serve(
         max_body=max_body,
         window=config.window,
         repo=Path(repo) if repo else None,
+        evict=evict,
+        recent=recent,
     )
-    with load_engine(config.settings) as engine:
+    with load_engine(settings) as engine:
         run(
             engine,
             serve_config,

@@ -4,7 +4,8 @@ The session appends messages token by token; the sink window evicts from the fro
 window. To rebuild the context (a new running summary in the pinned region, a /forget, a
 failed restore) the session must replay exactly the tokens still cached and attribute each to
 its message, so a later eviction names the right messages. The ledger records owner ids per
-appended token; the cached tail is always a suffix of that record (eviction is oldest-first).
+appended token; the cached tail is always a suffix of that record: the window evicts
+oldest-first, and a scored policy's scattered evictions leave the record (`forget_runs`).
 
 Must not: decode or evict (the session and the KV policy do).
 """
@@ -12,7 +13,8 @@ Must not: decode or evict (the session and the KV policy do).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from bisect import bisect_left
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,11 +29,15 @@ SNAPSHOT_MIN_TOKENS = 256  # below this a prefill costs about as much as reading
 
 @dataclass(frozen=True)
 class LedgerMark:
-    length: int
+    tokens: list[int]
+    owners: list[int]
+    streams: list[int]
+    pending: list[tuple[int, int]]
+    floor: int
     base: int
     last: ChatMessage | None
     last_open: bool
-    owners: set[int]
+    owners_known: set[int]
 
 
 @dataclass
@@ -39,44 +45,84 @@ class ContextLedger:
     pinned_len: int = 0
     tokens: list[int] = field(default_factory=list)  # appended after the pinned region
     owners: list[int] = field(default_factory=list)  # message id per token (<0: recalled)
+    # The policy's stream index per token (ascending): the window counts from the first
+    # pinned token, so the first token after the pinned region is `pinned_len`.
+    streams: list[int] = field(default_factory=list)
     kinds: dict[int, str] = field(default_factory=dict)
     last: ChatMessage | None = None  # the last message appended (for template increments)
     last_open: bool = False  # `last` is a generated reply, its end marker not decoded
     keep: int = 1 << 18  # trim the record beyond this many tokens (the cache holds fewer)
     base: int = 0  # tokens trimmed from the front of the record
+    # A scored policy evicts cells from the middle: their entries leave the record
+    # (`forget_runs`), so the cached tokens stay its suffix; no stream index below `floor`
+    # is handed out again (as in the window). Spans evicted before their tokens were
+    # recorded (a message evicted while it was decoded) wait in `pending`.
+    floor: int = 0
+    pending: list[tuple[int, int]] = field(default_factory=list)
 
     def add(self, tokens: list[int], owner: int, kind: str = "message") -> None:
+        start = max(self.streams[-1] + 1 if self.streams else self.pinned_len, self.floor)
         self.tokens.extend(tokens)
         self.owners.extend([owner] * len(tokens))
+        self.streams.extend(range(start, start + len(tokens)))
         self.kinds.setdefault(owner, kind)
+        if self.pending:
+            spans, self.pending = self.pending, []
+            self.forget_runs(spans)
         if len(self.tokens) > 2 * self.keep:
             cut = len(self.tokens) - self.keep
-            del self.tokens[:cut], self.owners[:cut]
+            del self.tokens[:cut], self.owners[:cut], self.streams[:cut]
             self.base += cut
 
+    def forget_runs(self, spans: Sequence[tuple[int, int]]) -> None:
+        """A scored policy evicted these stream spans [start, end): drop their entries (the
+        memory tier holds them now); spans past the record's end wait for their tokens."""
+        end = self.streams[-1] + 1 if self.streams else self.pinned_len
+        gone: list[tuple[int, int]] = []
+        for a, b in spans:
+            if b > end:
+                self.pending.append((max(a, end), b))
+            if a < end:
+                gone.append((a, min(b, end)))
+        if not gone:
+            return
+        drop = [False] * len(self.streams)
+        for a, b in gone:
+            i0, i1 = bisect_left(self.streams, a), bisect_left(self.streams, b)
+            drop[i0:i1] = [True] * (i1 - i0)
+            self.floor = max(self.floor, b)
+        keep = [i for i, d in enumerate(drop) if not d]
+        self.tokens = [self.tokens[i] for i in keep]
+        self.owners = [self.owners[i] for i in keep]
+        self.streams = [self.streams[i] for i in keep]
+
     def mark(self) -> LedgerMark:
-        """The record now, to `rewind` to when what is appended next is taken back."""
-        return LedgerMark(len(self.tokens), self.base, self.last, self.last_open, set(self.kinds))
+        """The record now, to `rewind` to when what is appended next is taken back (flat
+        copies: a scored eviction may take entries from the middle meanwhile)."""
+        return LedgerMark(
+            list(self.tokens), list(self.owners), list(self.streams), list(self.pending),
+            self.floor, self.base, self.last, self.last_open, set(self.kinds),
+        )  # fmt: skip
 
     def rewind(self, mark: LedgerMark) -> None:
-        cut = max(0, mark.length - (self.base - mark.base))
-        del self.tokens[cut:], self.owners[cut:]
-        for owner in set(self.kinds) - mark.owners:
+        self.tokens, self.owners = list(mark.tokens), list(mark.owners)
+        self.streams, self.pending = list(mark.streams), list(mark.pending)
+        self.floor, self.base = mark.floor, mark.base
+        for owner in set(self.kinds) - mark.owners_known:
             del self.kinds[owner]
         self.last, self.last_open = mark.last, mark.last_open
 
     def drop_tail(self, n: int, last: ChatMessage | None, last_open: bool) -> None:
         """Forget the newest `n` tokens (a retracted turn); `last` is what now ends the cache."""
         if n > 0:
-            del self.tokens[-n:], self.owners[-n:]
+            del self.tokens[-n:], self.owners[-n:], self.streams[-n:]
         self.last, self.last_open = last, last_open
 
     def owners_between(self, stream_start: int, stream_end: int) -> list[int] | None:
-        """Owners of the policy's stream indices [start, end): the policy counts from the first
-        pinned token of the cache it was created on, the record from the first token after."""
-        i0 = stream_start - self.pinned_len - self.base
-        i1 = stream_end - self.pinned_len - self.base
-        if i0 < 0 or i1 > len(self.owners) or i0 >= i1:
+        """Owners of the policy's stream indices [start, end); None unless all are recorded."""
+        i0 = bisect_left(self.streams, stream_start)
+        i1 = bisect_left(self.streams, stream_end)
+        if i0 >= i1 or i1 - i0 != stream_end - stream_start:
             return None
         return self.owners[i0:i1]
 
@@ -103,7 +149,10 @@ class ContextLedger:
         """What of an evicted segment the conversation said, and the stored message ids in it;
         None when it held only recalled snippets (copies of stored text: storing them again
         would crowd every later search)."""
-        per_token = self.owners_between(seg.stream_start, seg.stream_end)
+        per_token: list[int] | None = []
+        for a, b in seg.stream_runs():
+            got = self.owners_between(a, b)
+            per_token = per_token + got if (per_token is not None and got) else None
         owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
         recalled = {o for o in owners if self.kinds.get(o) == "recalled"}
         if recalled == set(owners):
@@ -269,10 +318,16 @@ class WindowView:
         return getattr(self.window_policy, name)
 
 
-def make_policy(engine: Engine, *, window: int, n_sink: int) -> Any:
-    """The sink window (seen through a WindowView), or None when the KV policy is missing."""
+def make_policy(
+    engine: Engine, *, window: int, n_sink: int, evict: str = "window", recent: int | None = None
+) -> Any:
+    """The sink window (seen through a WindowView), or None when the KV policy is missing;
+    `evict` names its eviction policy (kv/scoring.py: window, keynorm, snapkv)."""
     try:
         from localctx.kv.policy import SinkWindow
+        from localctx.kv.scoring import make_scorer
     except ImportError:
         return None
-    return WindowView(SinkWindow(engine, window=window, n_sink=n_sink))
+    scorer = make_scorer(evict, engine, window)
+    extra = {} if recent is None else {"recent": recent}
+    return WindowView(SinkWindow(engine, window=window, n_sink=n_sink, scorer=scorer, **extra))

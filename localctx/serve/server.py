@@ -42,6 +42,8 @@ class ServeConfig:
     max_body: int = 16 << 20  # 16 MiB: a ~4M-character history resent whole
     window: int | None = None
     repo: Path | None = None
+    evict: str = "window"  # the sink window's eviction policy (kv/scoring.py)
+    recent: int | None = None
 
 
 class ServerStopped(Exception):
@@ -126,7 +128,9 @@ def build(engine: Engine, config: ServeConfig, *, model_path: Path) -> Served:
         engine,
         model_id=name,
         metrics=metrics,
-        slots=SlotOptions(window=config.window, repo=repo),
+        slots=SlotOptions(
+            window=config.window, repo=repo, evict=config.evict, recent=config.recent
+        ),
         options=WorkerOptions(max_queue=config.max_queue),
     )
     card = ModelCard(name, model_path, engine.model_name)

@@ -41,6 +41,8 @@ class SlotOptions:
     repo: Any = None  # an attached RepoContext shared by every session
     park_bytes: int = 1 << 30  # RAM for parked KV states; beyond it sessions go to disk
     max_sessions: int = 64  # sessions held open in memory
+    evict: str = "window"  # the sink window's eviction policy
+    recent: int | None = None
 
 
 @dataclass(eq=False)
@@ -185,6 +187,8 @@ class SessionSlots:
             repo=self.options.repo,
             summarize_per_turn=0,  # summaries run while the queue is idle (worker)
             ephemeral=ephemeral,
+            evict=self.options.evict,
+            recent=self.options.recent,
         )
 
     def _load(self, slot: SessionSlot) -> None:
