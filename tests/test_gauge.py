@@ -65,6 +65,8 @@ class Stats:
     evicted_tokens: int = 1200
     bytes_per_token: float = 23040.0
     fallback_used: bool = False
+    policy: str = "keynorm"
+    gaps: int = 5
 
 
 class StubPolicy:
@@ -81,6 +83,7 @@ def test_a_window_policy_supplies_regions_and_evictions() -> None:
     assert r.kv.regions == {"sink": 4, "pinned": 60, "recalled": 36, "window": 200, "free": 212}
     assert (r.kv.evictions, r.kv.evicted_tokens, r.kv.tokens_seen) == (3, 1200, 1500)
     assert r.kv.window == 512 and r.kv.bytes_per_token == 23040.0
+    assert (r.kv.policy, r.kv.gaps) == ("keynorm", 5)
     assert r.to_json()["kv"]["spans"]["pinned"] == [4, 64]
 
 

@@ -121,6 +121,8 @@ def _reading(vram: tuple[GpuMemory, ...] | None = None) -> GaugeReading:
         evictions=3,
         evicted_tokens=300,
         fallback_used=False,
+        policy="snapkv",
+        gaps=7,
     )
     return GaugeReading(
         taken_at=0.0,
@@ -152,6 +154,7 @@ def test_gauge_view_reads_a_gauge_reading_and_its_json() -> None:
         assert view.evictions == 3 and view.tokens_seen == 400 and view.window == 64
         assert view.kv_type == "q8_0" and view.decode_tps == 29.5
         assert view.tiers["db"] == 4096
+        assert (view.policy, view.gaps) == ("snapkv", 7)
     assert gauge_view(_reading()).vram_total is None
     empty = gauge_view(None)
     assert empty.cells_held == 0 and empty.backend == "—"
@@ -177,6 +180,8 @@ def test_context_view_reads_what_the_session_has() -> None:
     assert view.eviction_text == "The first message was long"
     assert view.eviction_summary is None and view.summaries_written
     assert view.pinned == ("the depot code is 4471",)
+    session.last_eviction = Eviction(8, 128, "scattered … cells", None, runs=5)
+    assert context_view(session).eviction == "segment s8: 128 tokens in 5 scattered runs"
 
 
 def test_source_labels_for_store_hits() -> None:

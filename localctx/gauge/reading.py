@@ -29,6 +29,8 @@ class KvReading:
     evictions: int
     evicted_tokens: int
     fallback_used: bool  # evictions re-prefilled because the cache cannot shift
+    policy: str = "window"  # the eviction policy (window, keynorm, snapkv)
+    gaps: int = 0  # places where a scored policy evicted between kept cells
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,7 @@ class GaugeSampler:
             spans = {"window": (0, self.engine.n_past)}
             window = None
             seen, evictions, evicted, fallback = self.engine.n_past, 0, 0, False
+            policy, gaps = "none", 0
             free = max(self.n_ctx - used, 0)
         else:
             s = self._policy_stats()
@@ -121,6 +122,7 @@ class GaugeSampler:
             }
             seen, evictions, evicted = s.tokens_seen, s.evictions, s.evicted_tokens
             fallback, free = bool(s.fallback_used), s.free
+            policy, gaps = s.policy, s.gaps
             per_token = float(s.bytes_per_token) or per_token
         regions["free"] = free
         return KvReading(
@@ -138,6 +140,8 @@ class GaugeSampler:
             evictions=evictions,
             evicted_tokens=evicted,
             fallback_used=fallback,
+            policy=policy,
+            gaps=gaps,
         )
 
     def _policy_stats(self) -> Any:

@@ -53,7 +53,14 @@ def default_session(
             on_progress=(lambda p: progress(p.files_seen, None, p.relpath)) if progress else None,
         )
     name = settings.session_name or new_session_name()
-    return Session.open(engine, name=name, window=settings.window, repo=repo)
+    return Session.open(
+        engine,
+        name=name,
+        window=settings.window,
+        repo=repo,
+        evict=settings.evict,
+        recent=settings.recent,
+    )
 
 
 def new_session_name() -> str:
@@ -130,7 +137,8 @@ def reload_settings(settings: ChatSettings, **changes: Any) -> ChatSettings:
         force=current.force if current else False,
         rpc=current.rpc_servers if current else None,  # /model and /kv keep the RPC servers
     )
-    return replace(settings, engine=config.settings, model_name=model, window=config.window)
+    engine = replace(config.settings, capture_queries=settings.evict == "snapkv")
+    return replace(settings, engine=engine, model_name=model, window=config.window)
 
 
 # ------------------------------------------------------------------ memory

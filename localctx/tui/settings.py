@@ -26,6 +26,12 @@ class ChatSettings:
     window: int | None = None
     """Sink-window size in tokens (None: the KV policy's default for this context)."""
 
+    evict: str = "window"
+    """The sink window's eviction policy: window (oldest block), keynorm or snapkv."""
+
+    recent: int | None = None
+    """Newest tokens a scored eviction policy never evicts (None: its default)."""
+
     repo: Path | None = None
     """A repository to chat over: its digest is pinned and its chunks are recalled."""
 

@@ -33,6 +33,8 @@ class GaugeView:
     cells_held: int = 0
     evictions: int = 0
     fallback_used: bool = False  # evictions had to re-prefill (the cache cannot shift)
+    policy: str = ""  # the eviction policy; "" when the reading does not say
+    gaps: int = 0  # places a scored policy evicted between kept cells
     prefill_tps: float | None = None
     decode_tps: float | None = None
     tiers: Mapping[str, int] = field(default_factory=dict)  # store name -> bytes on disk
@@ -122,6 +124,8 @@ def gauge_view(reading: Any) -> GaugeView:
         cells_held=held,
         evictions=int(_pick(d, "kv.evictions") or 0),
         fallback_used=bool(_pick(d, "kv.fallback_used")),
+        policy=str(_pick(d, "kv.policy") or ""),
+        gaps=int(_pick(d, "kv.gaps") or 0),
         prefill_tps=_pick(d, "prefill_tps"),
         decode_tps=_pick(d, "decode_tps"),
         tiers={str(k): int(v) for k, v in dict(tiers).items() if isinstance(v, int | float)},
@@ -205,6 +209,9 @@ def context_view(session: Any) -> ContextView:
         ident = _get(eviction, "segment_id", "seq")
         n = _get(eviction, "n_tokens")
         line = f"segment s{ident}: {n} tokens" if ident is not None else f"{n} tokens"
+        runs = int(_get(eviction, "runs") or 1)
+        if runs > 1:
+            line += f" in {runs} scattered runs"
         text = " ".join(str(_get(eviction, "text") or "").split())[:160]
         eviction_summary = _get(eviction, "summary")
     core = getattr(session, "core", None) or ()

@@ -120,7 +120,9 @@ class GaugePanel(_GaugeBase):
                 (f"{human_count(v.tokens_seen)} seen · {human_count(v.cells_held)} held", ""),
             )
         )
-        lines.append(Text.assemble(("evictions ", label), (f"{v.evictions}", "")))
+        policy = f" · {v.policy}" if v.policy else ""
+        gaps = f" · {v.gaps} gap{'s' if v.gaps != 1 else ''}" if v.gaps else ""
+        lines.append(Text.assemble(("evictions ", label), (f"{v.evictions}{policy}{gaps}", "")))
         pre = f"{v.prefill_tps:.0f}" if v.prefill_tps else "—"
         dec = f"{v.decode_tps:.1f}" if v.decode_tps else "—"
         lines.append(Text.assemble(("tok/s ", label), (f"prefill {pre} · decode {dec}", "")))
