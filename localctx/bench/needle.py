@@ -29,6 +29,7 @@ from typing import Any
 from localctx.bench.settings import bench_settings
 from localctx.engine import Sampling, load_engine
 from localctx.errors import BadInput
+from localctx.kv.scoring import needs_queries
 from localctx.memory.recall import RecallStore
 from localctx.memory.snapshots import SnapshotStore
 from localctx.session import Session
@@ -164,7 +165,7 @@ def run_needle(
         model_path=model_path,
         n_ctx=window,
         n_threads=threads,
-        capture_queries=evict == "snapkv",
+        capture_queries=needs_queries(evict),
     )
     with (
         tempfile.TemporaryDirectory(prefix="localctx-needle-") as tmp,

@@ -23,7 +23,7 @@ from localctx.engine import load_engine
 from localctx.engine.base import Engine
 from localctx.errors import BadInput
 from localctx.kv.policy import SinkWindow
-from localctx.kv.scoring import DEFAULT_RECENT, POLICIES, make_scorer
+from localctx.kv.scoring import POLICIES, make_scorer, needs_queries
 from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import read_gguf
 
@@ -50,6 +50,7 @@ class PplResult:
     mode: str = "shift"  # "full", "shift" or "reprefill"
     evict: str = "window"  # the eviction policy (kv/scoring.py)
     gaps: int = 0  # scattered runs the cache held at the end
+    recent: int | None = None  # newest tokens a scored policy never evicted (None: window)
     score_seconds: float = 0.0  # of `seconds`, spent scoring cells
 
     def to_json(self) -> dict[str, Any]:
@@ -117,7 +118,7 @@ def run_ppl(
     swa_full: bool = False,
     source: str = "the text",
     evict: str = "window",
-    recent: int = DEFAULT_RECENT,
+    recent: int | None = None,
 ) -> PplResult:
     check_args(model_path, tokens=tokens, window=window, sinks=sinks, kv=kv, full=full, chunk=chunk)
     kv = cache_type(kv).name
@@ -128,7 +129,7 @@ def run_ppl(
         type_v=kv,
         n_threads=n_threads,
         swa_full=swa_full,
-        capture_queries=evict == "snapkv",
+        capture_queries=needs_queries(evict),
     )
     if evict not in POLICIES:
         raise BadInput(f"unknown eviction policy {evict!r}: choose one of {', '.join(POLICIES)}")
@@ -171,6 +172,7 @@ def run_ppl(
             mode=stats.mode if stats else "full",
             evict=stats.policy if stats else "none",
             gaps=stats.gaps if stats else 0,
+            recent=policy.recent if policy is not None and policy.scorer is not None else None,
             score_seconds=stats.score_seconds if stats else 0.0,
         )
 

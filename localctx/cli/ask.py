@@ -27,6 +27,7 @@ from localctx.cli.common import (
 from localctx.engine import Sampling, load_engine
 from localctx.engine.remote import REPLY_DEADLINE_S, open_remote
 from localctx.errors import BadInput, Cancelled
+from localctx.kv.scoring import needs_queries
 from localctx.oneshot import EXPAND_DEFAULT, Answered, answer_once
 from localctx.runconfig import run_config
 
@@ -105,7 +106,7 @@ def ask(
     remote: str | None,
     remote_timeout: int,
     evict: str,
-    recent: int,
+    recent: int | None,
     as_json: bool,
     **engine_opts: object,
 ) -> None:
@@ -120,7 +121,7 @@ def ask(
         else None
     )
     config = run_config(**engine_opts) if remote_engine is None else None  # type: ignore[arg-type]
-    if config is not None and evict == "snapkv":
+    if config is not None and needs_queries(evict):
         config = replace(config, settings=replace(config.settings, capture_queries=True))
     settings = config.settings if config else remote_engine.settings  # type: ignore[union-attr]
     model_path = remote_engine.url if remote_engine else str(settings.model_path)

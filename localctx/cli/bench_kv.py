@@ -52,7 +52,7 @@ def bench_ppl(
     chunk: int,
     reprefill: bool,
     evict: str,
-    recent: int,
+    recent: int | None,
     threads: int | None,
     as_json: bool,
 ) -> None:

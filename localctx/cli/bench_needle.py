@@ -48,7 +48,7 @@ def bench_needle(
     summaries: int,
     paraphrase: bool,
     evict: str,
-    recent: int,
+    recent: int | None,
     recall: str,
     seed: int,
     threads: int | None,

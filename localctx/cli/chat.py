@@ -23,6 +23,7 @@ from localctx.cli.checks import Bounded, NonNegativeFloat, text_value
 from localctx.cli.common import engine_options, evict_options
 from localctx.engine.base import Sampling
 from localctx.errors import BadInput, Exit, LocalctxError, ModelNotFound
+from localctx.kv.scoring import needs_queries
 from localctx.memory.locks import SessionLock
 from localctx.models.catalogue import Catalogue
 from localctx.runconfig import RunConfig, run_config
@@ -123,7 +124,7 @@ def chat(
         temperature=temperature if temperature is not None else 0.0,
     )
     engine = config.settings if config else None
-    if engine is not None and evict == "snapkv":
+    if engine is not None and needs_queries(evict):
         engine = replace(engine, capture_queries=True)
     settings = ChatSettings(
         engine=engine,

@@ -37,14 +37,13 @@ def json_option(func: F) -> F:
 
 def evict_options(func: F) -> F:
     """--evict/--recent: which cells leave a full sink window (kv/scoring.py)."""
-    from localctx.kv.scoring import DEFAULT_RECENT, POLICIES
+    from localctx.kv.scoring import POLICIES
 
     func = click.option(
         "--recent",
         type=click.IntRange(0),
-        default=DEFAULT_RECENT,
-        show_default=True,
-        help="Newest tokens a scored policy never evicts.",
+        default=None,
+        help="Newest tokens a scored policy never evicts (default: half the window).",
     )(func)
     return click.option(
         "--evict",

@@ -10,6 +10,7 @@ import click
 
 from localctx.cli.common import engine_options, evict_options
 from localctx.engine import load_engine
+from localctx.kv.scoring import needs_queries
 from localctx.runconfig import run_config
 
 
@@ -57,7 +58,7 @@ def serve(
     max_queue: int,
     max_body: int,
     evict: str,
-    recent: int,
+    recent: int | None,
     **engine_opts: object,
 ) -> None:
     """Serve the model as an OpenAI-compatible API (/v1/chat/completions) with sessions."""
@@ -67,7 +68,7 @@ def serve(
 
     check_bind(host, port, api_key)  # before the model loads: a refused bind is instant
     config = run_config(**engine_opts)  # type: ignore[arg-type]
-    settings = replace(config.settings, capture_queries=evict == "snapkv")
+    settings = replace(config.settings, capture_queries=needs_queries(evict))
     logging.getLogger("localctx.serve").setLevel(logging.INFO)
     serve_config = ServeConfig(
         host=host,

@@ -29,7 +29,7 @@ class KvReading:
     evictions: int
     evicted_tokens: int
     fallback_used: bool  # evictions re-prefilled because the cache cannot shift
-    policy: str = "window"  # the eviction policy (window, keynorm, snapkv)
+    policy: str = "window"  # the eviction policy (window, keynorm, snapkv, h2o)
     gaps: int = 0  # places where a scored policy evicted between kept cells
 
 

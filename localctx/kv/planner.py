@@ -99,14 +99,9 @@ def plan_eviction(
     """
     p0 = layout.protected_end
     n_past = layout.n_past
-    need = n_past + n_incoming - window
+    need = _cells_needed(layout, n_incoming, window)
     if need <= 0:
         return None
-    if n_incoming > window - p0 or p0 > n_past:
-        raise BadInput(
-            f"{n_incoming} tokens cannot fit in a window of {window} cells with "
-            f"{p0} protected (sinks + pinned): use a larger window or smaller batches"
-        )
     # Cells that may go: everything after the protected region; keep the message being
     # decoded whole when the room needed can be found before it.
     limit = n_past
@@ -141,14 +136,9 @@ def plan_scored(
     """
     p0 = layout.protected_end
     n_past = layout.n_past
-    need = n_past + n_incoming - window
+    need = _cells_needed(layout, n_incoming, window)
     if need <= 0:
         return None
-    if n_incoming > window - p0 or p0 > n_past:
-        raise BadInput(
-            f"{n_incoming} tokens cannot fit in a window of {window} cells with "
-            f"{p0} protected (sinks + pinned): use a larger window or smaller batches"
-        )
     if len(scores) < n_past:
         raise BadInput(f"{len(scores)} scores for {n_past} cached positions")
     end = min(n_past, max(p0 + need, n_past - max(0, recent)))
@@ -157,6 +147,19 @@ def plan_scored(
     order = np.lexsort((np.arange(end - p0), part))  # by score, then oldest first
     chosen = np.sort(order[:target]) + p0
     return RunEviction(runs=_runs(chosen), n_past=n_past)
+
+
+def _cells_needed(layout: CacheLayout, n_incoming: int, window: int) -> int:
+    """Cells to free so that n_incoming more tokens fit (0 or less: none); BadInput when they
+    cannot fit even with everything evictable gone."""
+    p0 = layout.protected_end
+    need = layout.n_past + n_incoming - window
+    if need > 0 and (n_incoming > window - p0 or p0 > layout.n_past):
+        raise BadInput(
+            f"{n_incoming} tokens cannot fit in a window of {window} cells with "
+            f"{p0} protected (sinks + pinned): use a larger window or smaller batches"
+        )
+    return need
 
 
 def _runs(positions: np.ndarray) -> tuple[tuple[int, int], ...]:

@@ -55,7 +55,7 @@ from localctx.kv.planner import (
     plan_scored,
     run_ops,
 )
-from localctx.kv.scoring import DEFAULT_RECENT, Scorer
+from localctx.kv.scoring import Scorer, default_recent
 from localctx.kv.segment import RUN_GAP, EvictedSegment, EvictionQueue, SegmentRun
 
 log = logging.getLogger("localctx.kv")
@@ -85,7 +85,7 @@ class WindowStats:
     fallback_reason: str  # why evictions re-prefill; "" when they shift
     peak_cells: int = 0
     mode: str = "shift"  # "shift" (seq_rm + seq_add) or "reprefill" (the fallback)
-    policy: str = "window"  # the eviction policy: window, keynorm, snapkv
+    policy: str = "window"  # the eviction policy: window, keynorm, snapkv, h2o
     gaps: int = 0  # places where cached cells are not stream neighbours (scattered eviction)
     score_seconds: float = 0.0  # time spent scoring cells for eviction, all evictions
 
@@ -131,7 +131,7 @@ class SinkWindow:
         force_fallback: bool = False,
         batch: int = MIN_BATCH,
         scorer: Scorer | None = None,
-        recent: int = DEFAULT_RECENT,
+        recent: int | None = None,
     ) -> None:
         if n_sink < 0:
             raise BadInput(f"sinks must be 0 or more, got {n_sink}")
@@ -145,6 +145,8 @@ class SinkWindow:
             raise BadInput(f"window {window} is larger than the context ({engine.n_ctx} cells)")
         if block is not None and block < 1:
             raise BadInput(f"eviction block must be at least 1 token, got {block}")
+        if recent is None:
+            recent = default_recent(window)
         if recent < 0:
             raise BadInput(f"recent tokens kept must be 0 or more, got {recent}")
         self.engine = engine
@@ -440,16 +442,7 @@ class SinkWindow:
         self._cut_runs(ev.p0, ev.p1)
         if self._current_start is not None and self._current_start > ev.p0:
             self._current_start = max(ev.p0, self._current_start - ev.n_tokens)
-        self._stream_floor = max(self._stream_floor, segment.stream_end)
-        self._seq += 1
-        self._evictions += 1
-        self._evicted_tokens += ev.n_tokens
-        if self.engine.n_past != len(self._stream):
-            raise EngineFailed(
-                f"after evicting {ev.n_tokens} tokens the cache holds {self.engine.n_past} "
-                f"positions, expected {len(self._stream)}"
-            )
-        self.queue.put(segment)
+        self._done(segment, ev.n_tokens, "tokens")
 
     def _scores(self) -> Any:
         """The scorer's scores for every cached position; None (evict the oldest block, as
@@ -459,7 +452,7 @@ class SinkWindow:
             return None
         started = time.perf_counter()
         try:  # None: nothing to score with this time (the window evicts, this once)
-            scores = self.scorer.scores(self.engine, len(self._stream))
+            scores = self.scorer.scores(self.engine, len(self._stream), self._stream)
         except (EngineFailed, BadInput) as exc:
             self._scorer_failed = str(exc)
             log.warning("%s eviction fell back to the window: %s", self.policy_name, exc)
@@ -522,14 +515,18 @@ class SinkWindow:
         for p, kind in enumerate(self._kind):
             self._append_kind(kind, p, 1)
         self._gaps = self._count_gaps()
+        self._done(segment, ev.n_tokens, "scattered tokens")
+
+    def _done(self, segment: EvictedSegment, n_tokens: int, what: str) -> None:
+        """Count an eviction, check the cache agrees with the record, hand the segment on."""
         self._stream_floor = max(self._stream_floor, segment.stream_end)
         self._seq += 1
         self._evictions += 1
-        self._evicted_tokens += ev.n_tokens
+        self._evicted_tokens += n_tokens
         if self.engine.n_past != len(self._stream):
             raise EngineFailed(
-                f"after evicting {ev.n_tokens} scattered tokens the cache holds "
-                f"{self.engine.n_past} positions, expected {len(self._stream)}"
+                f"after evicting {n_tokens} {what} the cache holds {self.engine.n_past} "
+                f"positions, expected {len(self._stream)}"
             )
         self.queue.put(segment)
 

@@ -322,7 +322,7 @@ def make_policy(
     engine: Engine, *, window: int, n_sink: int, evict: str = "window", recent: int | None = None
 ) -> Any:
     """The sink window (seen through a WindowView), or None when the KV policy is missing;
-    `evict` names its eviction policy (kv/scoring.py: window, keynorm, snapkv)."""
+    `evict` names its eviction policy (kv/scoring.py: window, keynorm, snapkv, h2o)."""
     try:
         from localctx.kv.policy import SinkWindow
         from localctx.kv.scoring import make_scorer

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 
 from localctx.engine.base import Engine, EngineSettings
 from localctx.errors import BadInput
+from localctx.kv.scoring import needs_queries
 from localctx.tui.settings import ChatSettings
 
 EngineFactory = Callable[[EngineSettings], Engine]
@@ -137,7 +138,7 @@ def reload_settings(settings: ChatSettings, **changes: Any) -> ChatSettings:
         force=current.force if current else False,
         rpc=current.rpc_servers if current else None,  # /model and /kv keep the RPC servers
     )
-    engine = replace(config.settings, capture_queries=settings.evict == "snapkv")
+    engine = replace(config.settings, capture_queries=needs_queries(settings.evict))
     return replace(settings, engine=engine, model_name=model, window=config.window)
 
 

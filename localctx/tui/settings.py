@@ -27,7 +27,7 @@ class ChatSettings:
     """Sink-window size in tokens (None: the KV policy's default for this context)."""
 
     evict: str = "window"
-    """The sink window's eviction policy: window (oldest block), keynorm or snapkv."""
+    """The sink window's eviction policy: window (oldest block), keynorm, snapkv or h2o."""
 
     recent: int | None = None
     """Newest tokens a scored eviction policy never evicts (None: its default)."""
