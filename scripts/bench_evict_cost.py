@@ -5,6 +5,7 @@ Prefill: `--prefill` tokens of the shipped prose in 64-token batches through the
 Decode: `--decode` greedy tokens one at a time after a prompt that fills most of the window,
 so the window evicts while generating (an eviction every window/4 tokens).
 Usage: .venv/bin/python scripts/bench_evict_cost.py [--model M] [--window 512] [--rounds 3]
+       [--prefill 3000] [--decode 512] [--python-capture]
 Prints one JSON object: per policy, the median tok/s of each phase and its ratio to `window`.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -20,7 +22,7 @@ from dataclasses import replace
 from localctx.bench.texts import default_prose
 from localctx.engine import EngineSettings, Sampling, load_engine
 from localctx.kv.policy import SinkWindow
-from localctx.kv.scoring import POLICIES, make_scorer
+from localctx.kv.scoring import POLICIES, make_scorer, needs_queries
 from localctx.models.catalogue import resolve_model
 
 
@@ -28,7 +30,7 @@ def one(model: str, evict: str, window: int, prefill: int, decode: int, threads:
     settings = EngineSettings(
         model_path=resolve_model(model), n_ctx=window, n_threads=threads, seed=0
     )
-    settings = replace(settings, capture_queries=evict == "snapkv")
+    settings = replace(settings, capture_queries=needs_queries(evict))
     text = default_prose().read_text(encoding="utf-8")  # type: ignore[union-attr]
     with load_engine(settings) as engine:
         ids = engine.tokenize(text[: prefill * 8])[:prefill]
@@ -60,11 +62,22 @@ def main() -> None:
     ap.add_argument("--decode", type=int, default=512)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument(
+        "--python-capture",
+        action="store_true",
+        help="also snapkv with the Python eval callback (LOCALCTX_QUERY_CAPTURE=python)",
+    )
     a = ap.parse_args()
-    got: dict[str, list[tuple[float, float, int, float]]] = {p: [] for p in POLICIES}
+    runs_of = list(POLICIES) + (["snapkv:python"] if a.python_capture else [])
+    got: dict[str, list[tuple[float, float, int, float]]] = {p: [] for p in runs_of}
     for _ in range(a.rounds):
-        for evict in POLICIES:
-            got[evict].append(one(a.model, evict, a.window, a.prefill, a.decode, a.threads))
+        for name in runs_of:
+            evict, _, capture = name.partition(":")
+            if capture:
+                os.environ["LOCALCTX_QUERY_CAPTURE"] = capture
+            else:
+                os.environ.pop("LOCALCTX_QUERY_CAPTURE", None)
+            got[name].append(one(a.model, evict, a.window, a.prefill, a.decode, a.threads))
     med = {
         p: {
             "prefill_tps": round(statistics.median(r[0] for r in runs), 1),
@@ -78,7 +91,7 @@ def main() -> None:
     for m in med.values():
         m["prefill_vs_window"] = round(m["prefill_tps"] / base["prefill_tps"], 3)
         m["decode_vs_window"] = round(m["decode_tps"] / base["decode_tps"], 3)
-    report = {"model": a.model, "window": a.window, "rounds": a.rounds, **med}
+    report = {"model": a.model, "cells": a.window, "rounds": a.rounds, "policies": med}
     sys.stdout.write(json.dumps(report, indent=1) + "\n")
 
 

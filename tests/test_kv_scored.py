@@ -3,18 +3,26 @@ tests. The real-model tests are in test_kv_scored_real.py."""
 
 from __future__ import annotations
 
+import logging
 import random
+import shutil
 import struct
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from localctx.engine import EngineSettings
+from localctx.engine import EngineSettings, queries
 from localctx.engine.fake import FakeEngine
 from localctx.engine.kvstate import STATE_MAGIC, parse_keys
 from localctx.engine.positions import PositionMirror
 from localctx.errors import BadInput, EngineFailed
-from localctx.kv.attention import SnapKvScorer, attention_received, max_pool
+from localctx.kv.attention import (
+    HeavyHitterScorer,
+    SnapKvScorer,
+    attention_received,
+    max_pool,
+)
 from localctx.kv.planner import CacheLayout, apply_ops, plan_scored, run_ops
 from localctx.kv.policy import SinkWindow
 from localctx.kv.scoring import KeyNormScorer, make_scorer
@@ -147,7 +155,7 @@ def test_a_scorer_that_fails_falls_back_to_the_window_once_said() -> None:
     class Broken:
         name = "broken"
 
-        def scores(self, engine, n_past):
+        def scores(self, engine, n_past, cells=None):
             raise EngineFailed("no keys here")
 
     engine = FakeEngine()
@@ -168,6 +176,22 @@ def test_make_scorer_names_and_refusals() -> None:
         make_scorer("h2x", engine)
     settings = EngineSettings(model_path=engine.settings.model_path, capture_queries=True)
     assert isinstance(make_scorer("snapkv", FakeEngine(settings)), SnapKvScorer)
+
+
+def test_h2o_sums_follow_each_cell_across_evictions_and_shifts() -> None:
+    settings = EngineSettings(model_path=FakeEngine().settings.model_path, capture_queries=True)
+    engine = FakeEngine(settings)
+    assert make_scorer("h2o", engine, 64).name == "h2o"
+    scorer = HeavyHitterScorer(engine, pool=1)
+    votes = iter([np.array([1.0, 0.0, 2.0, 0.0]), np.array([0.0, 1.0, 1.0])])
+    scorer.votes = lambda engine, n_past: next(votes)  # type: ignore[method-assign]
+    assert scorer.scores(engine, 4, [10, 11, 12, 13]).tolist() == [1, 0, 2, 0]
+    # Cell 11 and 13 were evicted, 12 shifted down to position 1, cell 14 is new.
+    assert scorer.scores(engine, 3, [10, 12, 14]).tolist() == [1, 3, 1]
+    scorer.votes = lambda engine, n_past: None  # type: ignore[method-assign]
+    assert scorer.scores(engine, 2, [12, 14]).tolist() == [3, 1]  # the sums alone decide
+    assert scorer.scores(engine, 1, [15]) is None  # nothing known about a new cell
+    assert scorer.scores(engine, 2, None) is None  # without cell ids: one vote, as snapkv
 
 
 def test_ledger_follows_scattered_evictions_and_rewinds_them() -> None:
@@ -256,3 +280,29 @@ def test_max_pool_keeps_a_peaks_neighbours() -> None:
     x = np.array([0.0, 0, 0, 5, 0, 0, 0, 0, 1])
     assert max_pool(x, 3).tolist() == [0, 0, 5, 5, 5, 0, 0, 1, 1]
     assert max_pool(x, 1) is x
+
+
+def test_without_a_compiler_the_query_capture_runs_in_python(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LOCALCTX_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "false")  # a compiler that always fails
+    monkeypatch.setattr(queries, "_BUILT", {})
+    with caplog.at_level(logging.WARNING, logger="localctx.engine"):
+        assert queries._built() is None
+    assert "query capture runs in Python" in caplog.text
+    assert not list((tmp_path / "cache" / "native").glob("*"))  # nothing half-built left
+
+
+@pytest.mark.skipif(shutil.which("cc") is None, reason="no C compiler on this machine")
+def test_the_c_callback_builds_once_into_the_cache(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("LOCALCTX_HOME", str(tmp_path))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setattr(queries, "_BUILT", {})
+    built = queries._built()
+    assert built is not None and built.is_file() and built.parent.name == "native"
+    monkeypatch.setattr(queries, "_BUILT", {})
+    mtime = built.stat().st_mtime_ns
+    assert queries._built() == built and built.stat().st_mtime_ns == mtime  # not rebuilt

@@ -1,4 +1,4 @@
-"""Scored eviction (keynorm, snapkv) on the real llama.cpp engine (SmolLM2-135M).
+"""Scored eviction (keynorm, snapkv, h2o) on the real llama.cpp engine (SmolLM2-135M).
 
 What "matches a reference" means here is what it means for the window
 (tests/test_kv_policy_real.py): the same history decoded fresh, the same scattered runs
@@ -22,7 +22,7 @@ from localctx.engine.base import Engine
 from localctx.errors import Exit
 from localctx.kv.attention import SnapKvScorer
 from localctx.kv.policy import SinkWindow
-from localctx.kv.scoring import KeyNormScorer
+from localctx.kv.scoring import KeyNormScorer, make_scorer
 from localctx.kv.segment import EvictedSegment
 from tests.test_kv_policy_real import GREEDY, _assert_close, _prose, _steps
 
@@ -116,12 +116,29 @@ def test_snapkv_captures_queries_and_scores_every_cell(smollm_path: Path) -> Non
         engine.decode(fed[150:250])
         assert engine.recent_queries().positions.tolist() == list(range(218, 250))
         engine.kv_clear()
+        engine.decode(fed[:150])
+        for token in fed[150:232]:  # one at a time: only the last 32 before 200 + 32 vote
+            engine.decode([token])
+        assert engine.recent_queries() is None
+        for token in fed[232:240]:
+            engine.decode([token])
+        assert engine.recent_queries().positions.tolist() == list(range(232, 240))
+        engine.kv_clear()
         scorer = SnapKvScorer(engine, window=128)  # watches from 128 - 64
         policy = SinkWindow(engine, window=128, n_sink=4, scorer=scorer, recent=16)
         policy.decode(fed[:230])
         stats = policy.stats()
         assert engine.cells_used <= 128 and stats.policy == "snapkv"
         assert stats.evictions >= 3 and stats.gaps >= 1
+        engine.kv_clear()
+        policy = SinkWindow(
+            engine, window=128, n_sink=4, scorer=make_scorer("h2o", engine, 128), recent=16
+        )
+        policy.decode(fed[:230])
+        stats = policy.stats()
+        assert engine.cells_used <= 128 and stats.policy == "h2o"
+        assert stats.evictions >= 3 and stats.gaps >= 1
+        _every_token_once(engine, policy, fed[:230], policy.queue.drain())
 
 
 def test_the_fallback_reprefills_what_a_scored_policy_keeps(smollm_path: Path) -> None:
@@ -163,3 +180,26 @@ def test_a_scored_policy_on_a_remote_engine_is_one_clear_error(smollm_path: Path
     assert result.exit_code == Exit.BAD_INPUT
     assert result.stdout == ""
     assert "--evict" in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_the_c_callback_captures_what_the_python_one_does(
+    smollm_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings = EngineSettings(model_path=smollm_path, n_ctx=256, n_threads=1, capture_queries=True)
+    got = {}
+    for mode in ("c", "python"):
+        if mode == "python":
+            monkeypatch.setenv("LOCALCTX_QUERY_CAPTURE", "python")
+        with load_engine(settings) as engine:
+            assert (engine.queries.native is None) == (mode == "python")  # type: ignore[attr-defined]
+            fed = _prose(engine, 120)
+            engine.decode(fed[:100])
+            for token in fed[100:110]:  # one-token batches join the window too
+                engine.decode([token])
+            got[mode] = engine.recent_queries()
+    c, py = got["c"], got["python"]
+    assert c is not None and py is not None
+    assert c.positions.tolist() == py.positions.tolist() == list(range(78, 110))
+    assert sorted(c.layers) == sorted(py.layers) == list(range(30))
+    for layer in c.layers:
+        assert np.array_equal(c.layers[layer], py.layers[layer])

@@ -138,12 +138,18 @@ class LlamaEngine(NativeOwner, Cancellation):
         cparams.abort_callback = ggml_abort
         cparams.abort_callback_data = None
         self._abort_on = True
-        # Only for `--evict snapkv`: ggml then calls into Python for every graph node.
+        # Only for `--evict snapkv|h2o`: ggml then calls into Python for every graph node.
         self.queries = QueryCapture(_libggml()) if settings.capture_queries else None
         if self.queries is not None:
-            self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(self.queries.callback)
-            cparams.cb_eval = self._eval_cb
-            cparams.cb_eval_user_data = None
+            native = self.queries.c_callback
+            if native is not None:  # engine/qcapture.c: no Python call per graph node
+                self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(native[0])
+                cparams.cb_eval = self._eval_cb
+                cparams.cb_eval_user_data = ctypes.c_void_p(native[1])
+            else:
+                self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(self.queries.callback)
+                cparams.cb_eval = self._eval_cb
+                cparams.cb_eval_user_data = None
         ctx_marker = native_log.mark()
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
         if not self._ctx:
@@ -288,6 +294,8 @@ class LlamaEngine(NativeOwner, Cancellation):
             callback = self._abort_cb if self._abort_on else llama_cpp.ggml_abort_callback(0)
             llama_cpp.llama_set_abort_callback(self._ctx, callback, None)
         rc = llama_cpp.llama_decode(self._ctx, batch)
+        if self.queries is not None and rc == 0:
+            self.queries.end_batch()
         if rc == 2:
             # llama.cpp removed the aborted ubatch's cells itself; the mirror never had them.
             raise Cancelled("prefill stopped")
