@@ -173,7 +173,6 @@ class Session(TurnControl):
         self.last_expansion = ""
         self._owns_repo = owns_repo
         # The eviction policy (kv/scoring.py): the window, or one that scores cells.
-        self.evict = evict
         self.recall = recall  # off: nothing is recalled (a benchmark of the cache alone)
         self._policy_factory = policy_factory or functools.partial(
             make_policy, evict=evict, recent=recent

@@ -46,7 +46,7 @@ class EngineSettings:
     rpc_servers: str | None = None  # "host:port,host:port" when the build has RPC
     seed: int = 0
     # Copy the newest queries of every layer out of llama.cpp's graph (engine/queries.py):
-    # what `--evict snapkv|h2o` score with. A Python call per graph node, so off unless asked.
+    # what `--evict snapkv|h2o` score with. A callback per graph node, so off unless asked.
     capture_queries: bool = False
 
 

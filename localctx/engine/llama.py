@@ -138,18 +138,15 @@ class LlamaEngine(NativeOwner, Cancellation):
         cparams.abort_callback = ggml_abort
         cparams.abort_callback_data = None
         self._abort_on = True
-        # Only for `--evict snapkv|h2o`: ggml then calls into Python for every graph node.
+        # Only for `--evict snapkv|h2o`: ggml then calls the callback for every graph node
+        # (engine/qcapture.c in C; the Python one where it cannot be built).
         self.queries = QueryCapture(_libggml()) if settings.capture_queries else None
         if self.queries is not None:
             native = self.queries.c_callback
-            if native is not None:  # engine/qcapture.c: no Python call per graph node
-                self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(native[0])
-                cparams.cb_eval = self._eval_cb
-                cparams.cb_eval_user_data = ctypes.c_void_p(native[1])
-            else:
-                self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(self.queries.callback)
-                cparams.cb_eval = self._eval_cb
-                cparams.cb_eval_user_data = None
+            func, user = native if native is not None else (self.queries.callback, None)
+            self._eval_cb = llama_cpp.ggml_backend_sched_eval_callback(func)
+            cparams.cb_eval = self._eval_cb
+            cparams.cb_eval_user_data = ctypes.c_void_p(user) if user is not None else None
         ctx_marker = native_log.mark()
         self._ctx = llama_cpp.llama_init_from_model(self._model, cparams)
         if not self._ctx:

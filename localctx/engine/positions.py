@@ -75,12 +75,7 @@ class PositionMirror:
     def compact(self, runs: Iterable[tuple[int, int]]) -> None:
         """Forget the positions in `runs` (disjoint [p0, p1) spans) and close the gaps, as
         remove + shift of everything after each run would: O(positions), once."""
-        drop = bytearray(len(self._pos))
-        for p0, p1 in runs:
-            drop[max(p0, 0) : min(p1, len(self._pos))] = b"\x01" * (
-                max(0, min(p1, len(self._pos)) - max(p0, 0))
-            )
-        self._pos = [t for t, gone in zip(self._pos, drop, strict=True) if not gone]
+        self._pos = [self._pos[i] for i in kept_indices(len(self._pos), runs)]
         self._used = sum(t is not None for t in self._pos)
         self._trim()
 
@@ -90,3 +85,14 @@ class PositionMirror:
     def _trim(self) -> None:
         while self._pos and self._pos[-1] is None:
             self._pos.pop()
+
+
+def kept_indices(n: int, spans: Iterable[tuple[int, int]]) -> list[int]:
+    """The indices of range(n) outside the [start, end) spans (clipped to it), in order: what
+    is left of a list once scattered runs leave it."""
+    drop = bytearray(n)
+    for a, b in spans:
+        a, b = max(a, 0), min(b, n)
+        if a < b:
+            drop[a:b] = b"\x01" * (b - a)
+    return [i for i, gone in enumerate(drop) if not gone]

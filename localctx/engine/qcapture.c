@@ -34,7 +34,6 @@ typedef struct {
     qc_get_fn tensor_get;
     int armed;
     int keep;
-    int64_t calls;
     int rows[QC_MAX_LAYERS];
     int n_head[QC_MAX_LAYERS];
     int dim[QC_MAX_LAYERS];
@@ -61,7 +60,6 @@ void qc_free(qc_state *s) {
 bool qc_callback(void *tensor, bool ask, void *user) {
     qc_state *s = (qc_state *)user;
     if (!s->armed) return false;
-    s->calls++;
     const char *name = s->get_name(tensor);
     if (name == NULL || strncmp(name, "Qcur-", 5) != 0) return false;
     if (ask) return strcmp(s->op_desc(tensor), "ROPE") == 0;

@@ -88,7 +88,6 @@ class QueryCapture:
         self._batch_positions = np.zeros(0, dtype=np.int64)
         self.from_position = 0  # capture only in batches that reach this position
         self._armed = True
-        self.calls = 0
         self.native = NativeCallback.load(ggml, keep)
 
     @property
@@ -118,7 +117,6 @@ class QueryCapture:
     def callback(self, tensor: int, ask: bool, _user: Any) -> bool:
         if not self._armed:
             return False
-        self.calls += 1
         try:
             name = self._ggml.ggml_get_name(tensor)
             if not name.startswith(b"Qcur-"):
@@ -198,7 +196,7 @@ class NativeCallback:
         lib.qc_free.argtypes = [ctypes.c_void_p]
         n = lib.qc_max_layers()
         size_t, ptr = ctypes.sizeof(ctypes.c_size_t), ctypes.sizeof(ctypes.c_void_p)
-        if lib.qc_state_size() != 4 * ptr + 16 + 12 * n + 2 * size_t * n:
+        if lib.qc_state_size() != 4 * ptr + 8 + 12 * n + 2 * size_t * n:
             raise OSError("qcapture.c's state layout is not the one this module reads")
         self._state = ctypes.create_string_buffer(lib.qc_state_size())
         self._addr = ctypes.addressof(self._state)
@@ -211,10 +209,9 @@ class NativeCallback:
         head = (ctypes.c_void_p * 4).from_address(self._addr)
         for i, fn in enumerate(fns):
             head[i] = ctypes.cast(fn, ctypes.c_void_p).value
-        ints = ctypes.c_int * 2
-        self._flags = ints.from_address(self._addr + 4 * ctypes.sizeof(ctypes.c_void_p))
-        self._flags[1] = keep  # [armed, keep]
-        base = self._addr + 4 * ctypes.sizeof(ctypes.c_void_p) + 8 + 8  # fns, 2 ints, calls
+        self._flags = (ctypes.c_int * 2).from_address(self._addr + 4 * ptr)  # [armed, keep]
+        self._flags[1] = keep
+        base = self._addr + 4 * ptr + 8  # after the 4 functions and the 2 ints
         self._rows = (ctypes.c_int * n).from_address(base)
         self._n_head = (ctypes.c_int * n).from_address(base + 4 * n)
         self._dim = (ctypes.c_int * n).from_address(base + 8 * n)
@@ -223,7 +220,8 @@ class NativeCallback:
 
     def arm(self, on: bool) -> None:
         self._flags[0] = int(on)
-        self._lib.qc_reset(self._addr)
+        if on:  # a fresh batch: forget the rows of the last armed one
+            self._lib.qc_reset(self._addr)
 
     def taken(self) -> list[tuple[int, np.ndarray]]:
         out = []

@@ -38,11 +38,13 @@ import copy
 import logging
 import threading
 import time
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from localctx.engine.base import Engine
+from localctx.engine.positions import kept_indices
 from localctx.errors import BadInput, EngineFailed
 from localctx.kv.allocation import bytes_per_token
 from localctx.kv.planner import (
@@ -502,12 +504,9 @@ class SinkWindow:
                     for t in cached[op.p0 : op.p1]
                 ]
             )
-        drop = bytearray(len(self._stream))
-        for a, b in ev.runs:
-            drop[a:b] = b"\x01" * (b - a)
+        keep = kept_indices(len(self._stream), ev.runs)
         if self._current_start is not None:
-            self._current_start -= sum(drop[: self._current_start])
-        keep = [i for i, gone in enumerate(drop) if not gone]
+            self._current_start = bisect_left(keep, self._current_start)
         self._stream = [self._stream[i] for i in keep]
         self._msg = [self._msg[i] for i in keep]
         self._kind = [self._kind[i] for i in keep]

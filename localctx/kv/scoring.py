@@ -57,8 +57,8 @@ class Scorer(Protocol):
 
 
 def needs_queries(evict: str) -> bool:
-    """Whether `--evict NAME` needs the engine to capture queries (a Python call per graph
-    node, so the engine is made with it only then)."""
+    """Whether `--evict NAME` needs the engine to capture queries (a callback per graph node,
+    so the engine is made with it only then)."""
     return evict in QUERY_POLICIES
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from localctx.engine.base import ChatMessage, Engine
+from localctx.engine.positions import kept_indices
 from localctx.kv.segment import EvictedSegment
 from localctx.memory import layout, summarizer
 from localctx.memory.snapshots import SnapshotIdentity, llama_cpp_version, model_sha256
@@ -86,12 +87,9 @@ class ContextLedger:
                 gone.append((a, min(b, end)))
         if not gone:
             return
-        drop = [False] * len(self.streams)
-        for a, b in gone:
-            i0, i1 = bisect_left(self.streams, a), bisect_left(self.streams, b)
-            drop[i0:i1] = [True] * (i1 - i0)
-            self.floor = max(self.floor, b)
-        keep = [i for i, d in enumerate(drop) if not d]
+        spans = [(bisect_left(self.streams, a), bisect_left(self.streams, b)) for a, b in gone]
+        self.floor = max(self.floor, *(b for _, b in gone))
+        keep = kept_indices(len(self.streams), spans)
         self.tokens = [self.tokens[i] for i in keep]
         self.owners = [self.owners[i] for i in keep]
         self.streams = [self.streams[i] for i in keep]
@@ -152,7 +150,10 @@ class ContextLedger:
         per_token: list[int] | None = []
         for a, b in seg.stream_runs():
             got = self.owners_between(a, b)
-            per_token = per_token + got if (per_token is not None and got) else None
+            if not got:  # a run the record no longer holds: fall back to the message ids
+                per_token = None
+                break
+            per_token.extend(got)
         owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
         recalled = {o for o in owners if self.kinds.get(o) == "recalled"}
         if recalled == set(owners):
