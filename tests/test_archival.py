@@ -147,9 +147,9 @@ def test_path_prior_prefers_implementation_over_tests_and_prose() -> None:
     from localctx.memory.archival_query import path_prior
 
     assert path_prior("django/shortcuts.py", "python") == 1.0
-    assert path_prior("tests/test_shortcuts.py", "python") == pytest.approx(0.8)
-    assert path_prior("pkg/widget.spec.ts", "typescript") == pytest.approx(0.8)
-    assert path_prior("internal/server_test.go", "go") == pytest.approx(0.8)
-    assert path_prior("docs/intro.txt", "text") == pytest.approx(0.8)
-    assert path_prior("tests/README.md", "markdown") == pytest.approx(0.64)
+    assert path_prior("tests/test_shortcuts.py", "python") == pytest.approx(0.5)
+    assert path_prior("pkg/widget.spec.ts", "typescript") == pytest.approx(0.5)
+    assert path_prior("internal/server_test.go", "go") == pytest.approx(0.5)
+    assert path_prior("docs/intro.txt", "text") == pytest.approx(0.7)
+    assert path_prior("tests/README.md", "markdown") == pytest.approx(0.35)
     assert path_prior("contest/attestation.py", "python") == 1.0  # "test" inside a word
