@@ -14,16 +14,20 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from localctx import paths
 from localctx.bench.qaset import QaSet, fetch_sdist, finds, first_rank, load_qa, names
 from localctx.ingest import ingest_repo
 from localctx.ingest.dense_pass import open_code_search
 from localctx.memory.archival import ArchivalHit, ArchivalStore
-from localctx.memory.code_search import VARIANTS
+from localctx.memory.code_search import VARIANTS, CodeSearch
+
+if TYPE_CHECKING:
+    from localctx.engine.base import Engine
 
 KS = (1, 5, 10)
 Search = Callable[[str, int], Sequence[ArchivalHit]]
@@ -116,6 +120,11 @@ def subject_root(qa: QaSet, repo: Path | None = None, cache: Path | None = None)
     return fetch_sdist(qa.sdist, qa.version, cache or paths.cache_dir() / "sdists")
 
 
+def index_path(root: Path) -> Path:
+    """The kept index of one subject repository (chunks and vectors), shared with bench qa."""
+    return paths.cache_dir() / "bench-index" / f"{root.name}.sqlite3"
+
+
 def run_retrieval(
     qa_path: Path,
     *,
@@ -123,43 +132,92 @@ def run_retrieval(
     variants: Sequence[str] = VARIANTS,
     dense: str = "on",
     threads: int | None = None,
+    keep_index: bool = False,
+    model: str | None = None,
+    expand: bool = False,
+    rerank: bool = False,
 ) -> dict[str, Any]:
-    """Ingest the set's repository into a fresh store (lexical, then the dense pass) and
-    evaluate each ranking variant; the costs of both passes are reported."""
+    """Ingest the set's repository (lexical, then the dense pass) and evaluate each ranking
+    variant; the costs of both passes are reported.
+
+    The store is fresh (a temporary directory) unless `keep_index`: then the index bench qa
+    keeps per repository is brought up to date and used, so vectors are embedded once (the
+    ingest figures are then an incremental run's). With `expand` every variant is also
+    evaluated on the question plus the chat `model`'s guess at the answering code
+    (memory.expand, as `ask` searches), the guess written once per question; with `rerank`
+    each of those rankings is also re-ranked by the model (memory.rerank).
+    """
     qa = load_qa(qa_path)
     root = subject_root(qa, repo)
-    with tempfile.TemporaryDirectory(prefix="localctx-retrieval-") as tmp:
-        store = ArchivalStore.open(Path(tmp) / "archival.sqlite3")
-        outcome = None
-        try:
-            report = ingest_repo(root, store)
-            outcome = open_code_search(store, report.repo, dense=dense, threads=threads)
-            code = outcome.search
-            wanted = [v for v in variants if code.has_dense or v == "lexical"]
-            results = []
-            for variant in wanted:
+    with tempfile.TemporaryDirectory(prefix="localctx-retrieval-") as tmp, ExitStack() as stack:
+        path = index_path(root) if keep_index else Path(tmp) / "archival.sqlite3"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        store = stack.enter_context(ArchivalStore.open(path))
+        report = ingest_repo(root, store)
+        outcome = open_code_search(store, report.repo, dense=dense, threads=threads)
+        if outcome.embedder is not None:
+            stack.callback(outcome.embedder.close)  # type: ignore[attr-defined]
+        code = outcome.search
+        engine = None
+        if expand or rerank:
+            from localctx.engine import load_engine
+            from localctx.runconfig import run_config
 
-                def search(query: str, k: int, variant: str = variant) -> list[ArchivalHit]:
-                    return code.search(query, k, variant)
+            engine = stack.enter_context(load_engine(run_config(model, threads=threads).settings))
+        project = root.name
+        guesses: dict[str, str] = {}
+        if expand:
+            from localctx.memory.expand import expand_query
 
-                results.append(evaluate(qa, search, variant).to_json())
-            dense_report = outcome.report
-            return {
-                "qa": qa.name,
-                "tuning": qa.tuning,
-                "repo": report.repo,
-                "files": report.files_indexed,
-                "chunks": report.chunks,
-                "ingest_seconds": round(report.seconds, 2),
-                "dense_seconds": round(dense_report.seconds, 2) if dense_report else None,
-                "dense_chunks_per_second": (
-                    round(dense_report.chunks_per_second, 1) if dense_report else None
-                ),
-                "vector_bytes": code.dense.size * 768 if code.dense else 0,
-                "notices": outcome.notices,
-                "results": results,
-            }
-        finally:
-            if outcome is not None and outcome.embedder is not None:
-                outcome.embedder.close()  # type: ignore[attr-defined]
-            store.close()
+            assert engine is not None
+            guesses = {q.q: expand_query(engine, q.q, project) for q in qa.questions}
+        results = []
+        for variant in [v for v in variants if code.has_dense or v == "lexical"]:
+            for with_guess in (False, True) if expand else (False,):
+                for with_rerank in (False, True) if rerank else (False,):
+                    label = variant + ("+expand" if with_guess else "")
+                    label += "+rerank" if with_rerank else ""
+                    search = _searcher(code, variant, guesses if with_guess else None,
+                                       engine if with_rerank else None, project)  # fmt: skip
+                    results.append(evaluate(qa, search, label).to_json())
+        dense_report = outcome.report
+        return {
+            "qa": qa.name,
+            "tuning": qa.tuning,
+            "repo": report.repo,
+            "files": report.files_indexed,
+            "chunks": report.chunks,
+            "kept_index": keep_index,
+            "ingest_seconds": round(report.seconds, 2),
+            "dense_seconds": round(dense_report.seconds, 2) if dense_report else None,
+            "dense_chunks_per_second": (
+                round(dense_report.chunks_per_second, 1) if dense_report else None
+            ),
+            "vector_bytes": code.dense.size * 768 if code.dense else 0,
+            "model": engine.model_name if engine is not None else None,
+            "notices": outcome.notices,
+            "results": results,
+        }
+
+
+def _searcher(
+    code: CodeSearch,
+    variant: str,
+    guesses: dict[str, str] | None,
+    engine: Engine | None,
+    project: str,
+) -> Search:
+    """One ranking as (query, k) -> hits: the variant, on the question and its guess, and
+    re-ranked by the model; the guess's time is not counted (it was written beforehand)."""
+
+    def search(query: str, k: int) -> list[ArchivalHit]:
+        guess = guesses.get(query, "") if guesses is not None else ""
+        text = f"{query}\n{guess}" if guess else query
+        if engine is None:
+            return code.search(text, k, variant)
+        from localctx.memory.rerank import POOL, rerank
+
+        hits = code.search(text, max(k, POOL), variant)
+        return rerank(engine, query, hits, project)[:k]
+
+    return search
