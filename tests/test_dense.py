@@ -11,7 +11,16 @@ import pytest
 from localctx.ingest import attach, ingest_repo
 from localctx.ingest.dense_pass import open_code_search
 from localctx.memory.archival import ArchivalStore
-from localctx.memory.dense import EMBED_MODEL_ID, DenseIndex, dense_key, embed_view, rrf
+from localctx.memory.dense import (
+    EMBED_MODEL_ID,
+    HEAD_CHARS,
+    DenseIndex,
+    dense_key,
+    embed_view,
+    rrf,
+    tail_key,
+    tail_text,
+)
 
 # A repository where the answer shares no word with the question: only meaning links them.
 FILES = {
@@ -68,6 +77,25 @@ def test_dense_index_is_exact_and_ordered() -> None:
     assert DenseIndex(np.zeros(0, np.int64), np.zeros((0, 8), np.float32), 0).search(q, 3) == []
 
 
+def test_a_chunk_with_two_rows_counts_once_at_its_best_row() -> None:
+    m = np.eye(4, dtype=np.float32)
+    index = DenseIndex(np.array([7, 8, 7, 9], dtype=np.int64), m, missing=0)  # 7: head, tail
+    q = np.array([0.1, 0.2, 0.9, 0.3], dtype=np.float32)
+    assert index.search(q, 3) == [(7, pytest.approx(0.9)), (9, pytest.approx(0.3)),
+                                  (8, pytest.approx(0.2))]  # fmt: skip
+    assert index.cosines(q, [7, 8, 5]) == [pytest.approx(0.9), pytest.approx(0.2), 0.0]
+
+
+def test_a_long_chunk_has_a_tail_the_head_vector_cannot_see() -> None:
+    short = "def f():\n    return 1\n"
+    assert tail_text(short) == "" and tail_key("a.py", "f", short) == ""
+    long = "".join(f"    value_{i} = compute({i})\n" for i in range(60))
+    tail = tail_text(long)
+    assert tail and long.endswith(tail) and tail.startswith("    value_")  # whole lines
+    assert len(long) - len(tail) < HEAD_CHARS  # overlaps what the head vector reads
+    assert tail_key("a.py", "f", long) == dense_key("a.py", "f", tail)
+
+
 def test_the_key_is_the_text_embedded() -> None:
     assert dense_key("a.py", "f", "x") == dense_key("a.py", "f", "x")
     assert dense_key("a.py", "f", "x") != dense_key("b.py", "f", "x")
@@ -97,6 +125,37 @@ def test_dense_search_finds_what_words_cannot(tmp_path: Path) -> None:
         again = open_code_search(store, report.repo, dense="on", threads=1)
         assert again.report is None and again.search.has_dense
         again.embedder.close()  # type: ignore[union-attr]
+
+
+@pytest.mark.real
+def test_what_a_long_function_says_at_its_end_is_found_by_meaning(tmp_path: Path) -> None:
+    words = ["header", "border", "padding", "margin", "title", "caption"]
+    lines = [f"    frame.{a}_{b} = measure_text(frame.{a}, frame.{b})\n" for a in words
+             for b in words[:3]]  # fmt: skip
+    root = make_repo(tmp_path / "repo")
+    (root / "bank/layout.py").write_text(
+        "def draw_table(frame):\n" + "".join(lines[:15])
+        + "    # finally compare every payment received with its invoice, flag mismatched totals\n"
+        + "".join(lines[15:17]) + "    return frame\n"
+    )  # fmt: skip
+    with ArchivalStore.open(tmp_path / "a.sqlite3") as store:
+        report = ingest_repo(root, store)
+        outcome = open_code_search(store, report.repo, dense="on", threads=1)
+        try:
+            code = outcome.search
+            assert report.chunks == 4  # one per function: the long one fits a chunk
+            assert code.dense is not None and code.dense.size == 5  # and has a tail vector
+            assert store.vector_count(report.repo) == 5
+            assert outcome.report is not None and outcome.report.embedded == 5
+            question = "Where is money received checked against what was billed?"
+            hit = next(h for h in code.search(question, 4, "dense") if h.path == "bank/layout.py")
+            rows = [i for i, c in enumerate(code.dense.chunk_ids) if c == hit.chunk_id]
+            q = code._vector(question)
+            head, tail = (float(code.dense.matrix[r] @ q) for r in rows)
+            assert tail > head  # the sentence is in the part the head vector never read
+            assert code.dense.cosines(q, [hit.chunk_id]) == [pytest.approx(tail)]
+        finally:
+            outcome.embedder.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.real

@@ -30,7 +30,7 @@ from localctx.memory.archival_query import (
     query_words,
 )
 from localctx.memory.db import Migration, connect, guarded, store_path
-from localctx.memory.dense import DenseIndex, dense_key, embed_view, from_blobs
+from localctx.memory.dense import DenseIndex, dense_key, embed_view, from_blobs, tail_key, tail_text
 from localctx.memory.fts import term_presence, weighted_coverage
 
 # bm25() column weights: path, symbol, body, camelCase parts, prose (docstrings, comments).
@@ -159,11 +159,20 @@ def _v4(conn: sqlite3.Connection) -> None:
     conn.execute("ALTER TABLE chunks_fts_v4 RENAME TO chunks_fts")
 
 
+def _v5(conn: sqlite3.Connection) -> None:
+    # A second vector for the tail of a chunk longer than the embedder reads (dense.tail_text),
+    # keyed like the head. Files are re-chunked once to fill the key (chunking is cheap; head
+    # vectors are kept: their keys do not change).
+    conn.execute("ALTER TABLE chunks ADD COLUMN tail_hash TEXT NOT NULL DEFAULT ''")
+    conn.execute("UPDATE files SET sha = '', mtime_ns = -1")
+
+
 MIGRATIONS: list[Migration] = [
     ("archival_v1_repos_files_chunks_fts", _v1),
     ("archival_v2_file_identifiers", _v2),
     ("archival_v3_chunk_hashes_and_vectors", _v3),
     ("archival_v4_prose_column", _v4),
+    ("archival_v5_tail_vectors", _v5),
 ]
 
 
@@ -259,23 +268,29 @@ class ArchivalStore:
     # --- dense vectors (memory.dense) -------------------------------------------------------
 
     def chunks_without_vectors(self, repo: str, model: str) -> list[tuple[str, str]]:
-        """(key, text to embed) of each distinct chunk text of `repo` lacking a vector."""
-        rows = self._conn.execute(
-            "SELECT c.hash, f.path, c.symbol, t.body FROM chunks c"
-            " JOIN files f ON f.id = c.file_id JOIN chunks_fts t ON t.rowid = c.id"
-            " WHERE f.repo = ? AND c.hash != '' AND NOT EXISTS"
-            " (SELECT 1 FROM vectors v WHERE v.hash = c.hash AND v.model = ?)"
-            " GROUP BY c.hash ORDER BY min(c.id)",
-            (repo, model),
-        )
-        return [(r[0], embed_view(r[1], r[2], r[3])) for r in rows]
+        """(key, text to embed) of each distinct chunk head and tail of `repo` lacking a
+        vector, heads first (a pass cut short has searched every chunk at least once)."""
+        out: list[tuple[str, str]] = []
+        for column, view in (("hash", lambda b: b), ("tail_hash", tail_text)):
+            rows = self._conn.execute(
+                f"SELECT c.{column}, f.path, c.symbol, t.body FROM chunks c"
+                " JOIN files f ON f.id = c.file_id JOIN chunks_fts t ON t.rowid = c.id"
+                f" WHERE f.repo = ? AND c.{column} != '' AND NOT EXISTS"
+                f" (SELECT 1 FROM vectors v WHERE v.hash = c.{column} AND v.model = ?)"
+                f" GROUP BY c.{column} ORDER BY min(c.id)",
+                (repo, model),
+            )
+            out += [(r[0], embed_view(r[1], r[2], view(r[3]))) for r in rows]
+        return list(dict(out).items())  # a tail equal to some head is embedded once
 
-    def chunk_count(self, repo: str) -> int:
+    def vector_count(self, repo: str) -> int:
+        """Vectors `repo` has when every chunk is embedded (heads, and tails of long ones)."""
         (n,) = self._conn.execute(
-            "SELECT count(*) FROM chunks c JOIN files f ON f.id = c.file_id WHERE f.repo = ?",
+            "SELECT count(*) + sum(c.tail_hash != '') FROM chunks c"
+            " JOIN files f ON f.id = c.file_id WHERE f.repo = ?",
             (repo,),
         ).fetchone()
-        return int(n)
+        return int(n or 0)
 
     def put_vectors(self, model: str, rows: Sequence[tuple[str, bytes]]) -> None:
         """Store vectors, committed as one batch (the dense pass resumes after a kill)."""
@@ -293,9 +308,16 @@ class ArchivalStore:
             " ORDER BY c.id",
             (model, repo),
         ).fetchall()
-        have = [(r[0], r[1]) for r in rows if r[1] is not None]
+        tails = self._conn.execute(
+            "SELECT c.id, v.vec FROM chunks c JOIN files f ON f.id = c.file_id"
+            " JOIN vectors v ON v.hash = c.tail_hash AND v.model = ?"
+            " WHERE f.repo = ? AND c.tail_hash != '' ORDER BY c.id",
+            (model, repo),
+        ).fetchall()
+        heads = [(r[0], r[1]) for r in rows if r[1] is not None]
+        have = heads + [(r[0], r[1]) for r in tails]
         ids = np.array([i for i, _ in have], dtype=np.int64)
-        return DenseIndex(ids, from_blobs([b for _, b in have], dim), len(rows) - len(have))
+        return DenseIndex(ids, from_blobs([b for _, b in have], dim), len(rows) - len(heads))
 
     # --- writing (the indexer's side) ------------------------------------------------------
 
@@ -361,11 +383,11 @@ class ArchivalStore:
         (last,) = self._conn.execute("SELECT coalesce(max(id), 0) FROM chunks").fetchone()
         ids = range(last + 1, last + 1 + len(chunks))
         self._conn.executemany(
-            "INSERT INTO chunks (id, file_id, start_line, end_line, symbol, kind, hash)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chunks (id, file_id, start_line, end_line, symbol, kind, hash, tail_hash)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             [
                 (i, file_id, c.start_line, c.end_line, c.symbol, c.kind,
-                 dense_key(path, c.symbol, c.text))
+                 dense_key(path, c.symbol, c.text), tail_key(path, c.symbol, c.text))
                 for i, c in zip(ids, chunks, strict=True)
             ],
         )  # fmt: skip

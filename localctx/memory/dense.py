@@ -7,9 +7,12 @@ cannot bridge that; a sentence-embedding model (all-MiniLM-L6-v2, run by llama.c
 part. The two rankings are fused by reciprocal rank (Cormack et al. 2009), which needs no
 calibration between BM25 scores and cosines.
 
-What is embedded: `path · symbol` and the chunk's text, cut by the embedder at 256 word pieces.
-A vector is keyed by the hash of exactly that text and the model's id, so an unchanged chunk is
-never embedded twice, whatever happens to its file's rows. The pass is resumable: vectors are
+What is embedded: `path · symbol` and the chunk's text, cut by the embedder at 256 word pieces;
+a chunk longer than that (45% of werkzeug's: code runs ~3.2 characters a word piece, a chunk up
+to 400 of the chat model's tokens) gets a second vector for its tail (`tail_text`), and a chunk
+is as near a query as the nearer of its two. A vector is keyed by the hash of exactly the text
+embedded and the model's id, so an unchanged chunk is never embedded twice, whatever happens
+to its file's rows. The pass is resumable: vectors are
 committed in batches, so a kill -9 loses at most one batch.
 
 Search is exact: a (chunks x 384) float32 matrix times the query vector; 67,786 Django chunks
@@ -40,6 +43,24 @@ def embed_view(path: str, symbol: str, text: str) -> str:
     """The text a chunk is embedded as: where it is, what it is, then the code."""
     head = f"{path} · {symbol}" if symbol else path
     return f"{head}\n{text}"
+
+
+HEAD_CHARS = 800  # what 256 word pieces hold of code (3.2 characters each, median)
+
+
+def tail_text(text: str) -> str:
+    """The part of a chunk its head vector never sees: whole lines from ~90% of HEAD_CHARS
+    on (a little overlap), or "" when the chunk fits in one vector."""
+    if len(text) <= HEAD_CHARS * 1.15:
+        return ""
+    at = text.find("\n", int(HEAD_CHARS * 0.9))
+    return text[at + 1 :] if 0 <= at < len(text) - 1 else ""
+
+
+def tail_key(path: str, symbol: str, text: str) -> str:
+    """The tail vector's key, or "" for a chunk with no tail."""
+    tail = tail_text(text)
+    return dense_key(path, symbol, tail) if tail else ""
 
 
 def dense_key(path: str, symbol: str, text: str) -> str:
@@ -78,29 +99,37 @@ class DenseIndex:
     chunk_ids: np.ndarray  # int64, one per row
     matrix: np.ndarray  # float32 (n, dim), rows unit-norm
     missing: int  # chunks of the repository without a vector yet (search ignores them)
-    _rows: dict[int, int] | None = field(default=None, repr=False)
+    _rows: dict[int, list[int]] | None = field(default=None, repr=False)
 
     @property
     def size(self) -> int:
-        return int(self.chunk_ids.shape[0])
+        return int(self.chunk_ids.shape[0])  # vectors: a long chunk has two rows
 
     def cosines(self, query_vec: np.ndarray, chunk_ids: Sequence[int]) -> list[float]:
-        """The query's cosine to each chunk (0 for a chunk without a vector)."""
+        """The query's cosine to each chunk, its best row's (0 for a chunk without one)."""
         if self._rows is None:
-            self._rows = {int(c): i for i, c in enumerate(self.chunk_ids)}
+            self._rows = {}
+            for i, c in enumerate(self.chunk_ids):
+                self._rows.setdefault(int(c), []).append(i)
         q = np.asarray(query_vec, dtype=np.float32)
-        rows = [self._rows.get(int(c)) for c in chunk_ids]
-        return [float(self.matrix[r] @ q) if r is not None else 0.0 for r in rows]
+        out = []
+        for c in chunk_ids:
+            rows = self._rows.get(int(c))
+            out.append(float((self.matrix[rows] @ q).max()) if rows else 0.0)
+        return out
 
     def search(self, query_vec: np.ndarray, k: int) -> list[tuple[int, float]]:
-        """The `k` chunk ids nearest the query, with their cosines, best first."""
+        """The `k` chunk ids nearest the query (by their best row), with cosines, best first."""
         if self.size == 0 or k <= 0:
             return []
         sims = self.matrix @ np.asarray(query_vec, dtype=np.float32)
-        k = min(k, self.size)
-        top = np.argpartition(-sims, k - 1)[:k]
+        n = min(2 * k, self.size)  # each chunk has at most two rows: 2k rows hold k chunks
+        top = np.argpartition(-sims, n - 1)[:n]
         top = top[np.argsort(-sims[top], kind="stable")]
-        return [(int(self.chunk_ids[i]), float(sims[i])) for i in top]
+        out: dict[int, float] = {}
+        for i in top:
+            out.setdefault(int(self.chunk_ids[i]), float(sims[i]))
+        return list(out.items())[:k]
 
 
 @dataclass(frozen=True)
@@ -119,7 +148,7 @@ class DenseStore(Protocol):
 
     def chunks_without_vectors(self, repo: str, model: str) -> list[tuple[str, str]]: ...
 
-    def chunk_count(self, repo: str) -> int: ...
+    def vector_count(self, repo: str) -> int: ...
 
     def put_vectors(self, model: str, rows: Sequence[tuple[str, bytes]]) -> None: ...
 
@@ -130,7 +159,7 @@ def embed_pending(
     """Embed every chunk of `repo` that has no vector for this model; resumable."""
     t0 = time.perf_counter()
     todo = store.chunks_without_vectors(repo, EMBED_MODEL_ID)
-    total = store.chunk_count(repo)
+    total = store.vector_count(repo)
     done = 0
     for i in range(0, len(todo), BATCH):
         batch = todo[i : i + BATCH]
