@@ -35,7 +35,7 @@ from localctx.cli.common import emit_json, json_option
     type=click.Choice(["auto", "on", "off"]),
     default="on",
     show_default=True,
-    help="The dense pass (auto: only up to 3,000 new chunks; Django needs ~1 h on 2 cores).",
+    help="The dense pass (auto: at most 3,000 new vectors; Django: ~1.7 h on 2 cores).",
 )
 @click.option(
     "--keep-index",

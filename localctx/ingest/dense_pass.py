@@ -20,7 +20,8 @@ from localctx.memory.archival import ArchivalStore
 from localctx.memory.code_search import CodeSearch
 from localctx.memory.dense import EMBED_MODEL_ID, EMBED_TOKENS, DenseReport, embed_pending
 
-# ~3.5 min of embedding on 2 cores of this machine (~14 chunks/s), seconds on a GPU.
+# Missing vectors (heads and tails of chunks): ~3 min of embedding on 2 cores (~16/s), seconds
+# on a GPU.
 DENSE_AUTO_CHUNKS = 3000
 DENSE_MODES = ("auto", "on", "off")
 
