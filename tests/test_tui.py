@@ -397,7 +397,12 @@ async def test_ctrl_q_saves_the_session_and_it_resumes_by_name() -> None:
     again = fake_app(FakeEngine(), session_name="demo")
     async with again.run_test(size=(100, 30)) as pilot:
         await ready(pilot)
-        await until(pilot, lambda: bool(again.screen.query(Reply)))
+        # The resumed reply is mounted first and filled after: wait for its text, not its box
+        # (under load the two can be a frame apart).
+        await until(
+            pilot,
+            lambda: any(r.text == "the answer is 42" for r in again.screen.query(Reply)),
+        )
         assert [m["content"] for m in again.session.messages] == [
             "what is the answer",
             "the answer is 42",
