@@ -13,9 +13,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from localctx.engine.base import EngineSettings
+from localctx.engine.cachetypes import cache_type
 from localctx.engine.rpc import parse_endpoints
 from localctx.errors import BadInput, BadModelFile
-from localctx.kv.types import cache_type
 from localctx.models.catalogue import resolve_model
 from localctx.models.ggufmeta import read_gguf
 

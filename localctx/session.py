@@ -101,7 +101,7 @@ class TurnResult:
 
 
 @dataclass
-class Eviction:
+class EvictionReport:
     """The latest segment the window evicted; `summary` is filled in once written."""
 
     segment_id: int | None
@@ -152,7 +152,7 @@ class Session(TurnControl):
         self.summary_budget = summary_budget or max(64, min(256, self.window // 6))
         self.policy: Any = None
         self.last_recall: list[RecalledItem] = []
-        self.last_eviction: Eviction | None = None
+        self.last_eviction: EvictionReport | None = None
         self.evictions: list[EvictedSegment] = []  # kept only when there is no store
         self.notices: list[str] = []  # snapshot fallbacks etc., for the UI to show once
         self.eviction_count = 0  # segments evicted by this session (the window's own count
@@ -802,7 +802,9 @@ class Session(TurnControl):
                 )
             else:
                 self.evictions.append(seg)
-            self.last_eviction = Eviction(seg_id, seg.n_tokens, text, runs=max(1, len(seg.runs)))
+            self.last_eviction = EvictionReport(
+                seg_id, seg.n_tokens, text, runs=max(1, len(seg.runs))
+            )
 
     def _lend_cache(self) -> tuple[list[int], bytes, Any]:
         """Save the conversation's sequence state so the summarizer may use the cache (and the

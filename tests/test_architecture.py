@@ -14,7 +14,7 @@ import pytest
 HEADLESS = [
     "localctx.engine",
     "localctx.kv",
-    "localctx.kv.types",
+    "localctx.engine.cachetypes",
     "localctx.kv.segment",
     "localctx.memory",
     "localctx.memory.db",

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from localctx.engine import EngineSettings, Sampling, load_engine
+from localctx.engine.cachetypes import CACHE_TYPES
 from localctx.engine.llama import LlamaEngine, Utf8Stream
 from localctx.errors import BadKvSetting, ContextTooLarge
-from localctx.kv.types import CACHE_TYPES
 from tests.ggufgen import write_gguf
 
 PROMPT = [{"role": "user", "content": "Name three colours."}]

@@ -8,9 +8,9 @@ import random
 import pytest
 
 from localctx.errors import BadInput
-from localctx.kv.planner import (
+from localctx.kv.plans import (
     CacheLayout,
-    Eviction,
+    EvictionSpan,
     KvOp,
     apply_ops,
     default_block,
@@ -127,18 +127,18 @@ def test_ops_leave_sinks_pinned_and_survivors_in_order(can_shift: bool) -> None:
         if not p0 < p1 <= n_past:
             continue
         cells = list(range(100, 100 + n_past))
-        ops = kv_ops(Eviction(p0, p1, n_past), can_shift=can_shift)
+        ops = kv_ops(EvictionSpan(p0, p1, n_past), can_shift=can_shift)
         assert apply_ops(cells, ops) == cells[:p0] + cells[p1:]
         kinds = {op.kind for op in ops}
         assert kinds <= ({"remove", "shift"} if can_shift else {"clear", "prefill"})
 
 
 def test_shift_ops_are_one_remove_and_one_shift() -> None:
-    assert kv_ops(Eviction(4, 132, 512), can_shift=True) == (
+    assert kv_ops(EvictionSpan(4, 132, 512), can_shift=True) == (
         KvOp("remove", 4, 132),
         KvOp("shift", 132, 512, -128),
     )
-    assert kv_ops(Eviction(4, 132, 512), can_shift=False) == (
+    assert kv_ops(EvictionSpan(4, 132, 512), can_shift=False) == (
         KvOp("clear"),
         KvOp("prefill", 0, 4),
         KvOp("prefill", 132, 512),

@@ -23,7 +23,7 @@ from localctx.kv.attention import (
     attention_received,
     max_pool,
 )
-from localctx.kv.planner import CacheLayout, apply_ops, plan_scored, run_ops
+from localctx.kv.plans import CacheLayout, apply_ops, plan_scored, run_ops
 from localctx.kv.policy import SinkWindow
 from localctx.kv.scoring import KeyNormScorer, make_scorer
 from localctx.memory.context import ContextLedger

@@ -21,7 +21,7 @@ from localctx.memory.archival import ArchivalHit
 from localctx.memory.recall import RecallHit, SessionSummary
 from localctx.memory.retrieval import RecalledItem
 from localctx.progress import Progress
-from localctx.session import Eviction, Session
+from localctx.session import EvictionReport, Session
 from localctx.tui import ChatSettings, LocalctxApp, make_app
 from localctx.tui.messages import WorkProgressed, WorkStarted
 from localctx.tui.screens.memory import MemoryScreen
@@ -97,7 +97,9 @@ class ResumedSession(Session):
             RecalledItem("recall", "s4", "We agreed to keep q8_0 for 32K contexts.", 2.5, 11),
         ]
         self.running_summary = "The user is reading the engine's resource handling; q8_0 chosen."
-        self.last_eviction = Eviction(6, 512, "Why does shifting re-quantize K? Because …", None)
+        self.last_eviction = EvictionReport(
+            6, 512, "Why does shifting re-quantize K? Because …", None
+        )
         self.last_eviction.summary = "Discussed why shifting re-quantizes K."
         self.core = [(1, "The depot code is 4471.")]
 

@@ -9,7 +9,7 @@ from localctx.memory.archival import ArchivalHit
 from localctx.memory.recall import RecallHit
 from localctx.memory.retrieval import RecalledItem
 from localctx.planner.devices import GpuMemory
-from localctx.session import Eviction
+from localctx.session import EvictionReport
 from localctx.tui.commands import COMMANDS, Command, CommandError, is_command, parse_command
 from localctx.tui.streaming import TokenBatcher
 from localctx.tui.views import context_view, gauge_view, snippet_of
@@ -168,7 +168,7 @@ def test_context_view_reads_what_the_session_has() -> None:
             RecalledItem("recall", "s3", "we chose q8_0", 2.0, 5),
         ],
         running_summary="The user asked about KV types.",
-        last_eviction=Eviction(7, 512, "The first   message was long", None),
+        last_eviction=EvictionReport(7, 512, "The first   message was long", None),
         core=[(1, "the depot code is 4471")],
         store=object(),
     )
@@ -180,7 +180,7 @@ def test_context_view_reads_what_the_session_has() -> None:
     assert view.eviction_text == "The first message was long"
     assert view.eviction_summary is None and view.summaries_written
     assert view.pinned == ("the depot code is 4471",)
-    session.last_eviction = Eviction(8, 128, "scattered … cells", None, runs=5)
+    session.last_eviction = EvictionReport(8, 128, "scattered … cells", None, runs=5)
     assert context_view(session).eviction == "segment s8: 128 tokens in 5 scattered runs"
 
 

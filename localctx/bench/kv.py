@@ -21,10 +21,10 @@ from typing import Any
 from localctx.bench.ppl import first_tokens
 from localctx.bench.settings import bench_settings
 from localctx.engine import load_engine
+from localctx.engine.allocation import bytes_per_token
+from localctx.engine.cachetypes import cache_type, check_cache_types
 from localctx.errors import BadInput
-from localctx.kv.allocation import bytes_per_token
 from localctx.kv.policy import SinkWindow
-from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import read_gguf
 
 DEFAULT_TYPES = ("f16", "q8_0", "q4_0")

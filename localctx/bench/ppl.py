@@ -21,10 +21,10 @@ from localctx.bench.settings import bench_settings
 from localctx.bench.texts import default_prose
 from localctx.engine import load_engine
 from localctx.engine.base import Engine
+from localctx.engine.cachetypes import cache_type, check_cache_types
 from localctx.errors import BadInput
 from localctx.kv.policy import SinkWindow
 from localctx.kv.scoring import POLICIES, make_scorer, needs_queries
-from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import read_gguf
 
 DEFAULT_CHUNK = 64  # tokens per decode: small enough to evict in step with the text

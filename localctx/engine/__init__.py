@@ -2,7 +2,10 @@
 
 `base` holds the Engine protocol and its plain data types (no native import, so the rest of the
 product and the fake engine load without llama.cpp); `llama` implements it on llama-cpp-python's
-low-level API; `fake` is a deterministic stand-in for UI and unit tests.
+low-level API; `fake` is a deterministic stand-in for UI and unit tests. `cachetypes` (K/V cache
+types and llama.cpp's rules for them) and `allocation` (bytes per token from llama.cpp's own
+allocation report) are what a context is created with and reports: they live here so that the
+engine, the floor every other package stands on, imports nothing above it (kv/ included).
 """
 
 from localctx.engine.base import (

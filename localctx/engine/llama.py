@@ -34,13 +34,13 @@ from localctx.engine.base import (
     Sampling,
     TokenEvent,
 )
+from localctx.engine.cachetypes import cache_type, check_cache_types
 from localctx.engine.cancellation import Cancellation
 from localctx.engine.kvstate import CachedKeys, parse_keys
 from localctx.engine.lifetime import NativeOwner
 from localctx.engine.positions import PositionMirror
 from localctx.engine.queries import QueryCapture, RecentQueries
 from localctx.errors import BadInput, Cancelled, ContextTooLarge, EngineFailed
-from localctx.kv.types import cache_type, check_cache_types
 from localctx.models.ggufmeta import GgufInfo, read_gguf
 
 log = logging.getLogger("localctx.engine")

@@ -17,7 +17,7 @@ from collections.abc import Iterator, Sequence
 import llama_cpp
 
 from localctx.engine.base import EngineSettings
-from localctx.kv.types import cache_type
+from localctx.engine.cachetypes import cache_type
 
 
 class RawLlama:

@@ -24,10 +24,10 @@ from typing import Any, Protocol
 import psutil
 
 from localctx import paths
+from localctx.engine.allocation import cache_sizes
 from localctx.engine.base import Engine
 from localctx.errors import EngineFailed
 from localctx.gauge.reading import GaugeReading, KvReading, RamReading, UnifiedMemory
-from localctx.kv.allocation import cache_sizes
 from localctx.planner.devices import NvidiaGpus
 
 STORE_TTL = 2.0  # seconds a store-size scan stays fresh: files grow per turn, not per token

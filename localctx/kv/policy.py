@@ -1,7 +1,7 @@
 """SinkWindow: the StreamingLLM sink window, applied to a live engine. Bounded KV memory.
 
 Owns the bookkeeping of what every cache position holds (stream index, message, kind) and
-applies the planner's decisions (kv/planner.py) through the Engine protocol: seq_rm + seq_add
+applies the planner's decisions (kv/plans.py) through the Engine protocol: seq_rm + seq_add
 when llama.cpp can shift the cache, else clear + re-prefill (the fallback). Every evicted token
 leaves as part of exactly one EvictedSegment in `queue`. Must not touch SQLite or the UI.
 
@@ -43,13 +43,13 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from localctx.engine.allocation import bytes_per_token
 from localctx.engine.base import Engine
 from localctx.engine.positions import kept_indices
 from localctx.errors import BadInput, EngineFailed
-from localctx.kv.allocation import bytes_per_token
-from localctx.kv.planner import (
+from localctx.kv.plans import (
     CacheLayout,
-    Eviction,
+    EvictionSpan,
     RunEviction,
     default_block,
     kv_ops,
@@ -416,7 +416,7 @@ class SinkWindow:
             starts.append(self._current_start)
         return tuple(starts)
 
-    def _evict(self, ev: Eviction) -> None:
+    def _evict(self, ev: EvictionSpan) -> None:
         cached = self.engine.tokens
         removed = cached[ev.p0 : ev.p1]
         segment = EvictedSegment(

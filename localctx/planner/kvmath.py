@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from localctx.kv.types import CacheType, cache_type
+from localctx.engine.cachetypes import CacheType, cache_type
 from localctx.planner.shape import ModelShape
 
 CELL_PAD = 256  # llama.cpp rounds the KV cell count up to a multiple of this
@@ -97,7 +97,7 @@ def kv_sizing(
 
 def holds(shape: ModelShape, type_name: str) -> bool:
     """Whether a cache type's block size divides every K and V head dim (llama.cpp refuses
-    the context otherwise; see kv.types.check_cache_types)."""
+    the context otherwise; see engine.cachetypes.check_cache_types)."""
     size = cache_type(type_name).block_size
     dims = zip(shape.kv_heads, shape.key_lengths, shape.value_lengths, strict=True)
     return all(k % size == 0 and v % size == 0 for h, k, v in dims if h)

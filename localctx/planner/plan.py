@@ -19,8 +19,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from localctx.engine.cachetypes import cache_type
 from localctx.errors import BadInput, BadKvSetting
-from localctx.kv.types import cache_type
 from localctx.planner.budget import format_bytes
 from localctx.planner.devices import DISCRETE_GPUS, DeviceBudget
 from localctx.planner.footprint import Footprint, all_layers, footprint

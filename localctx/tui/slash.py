@@ -190,7 +190,7 @@ class SlashCommands(_Base):
             self.push_screen(ModelsScreen(self.settings), chosen)
 
     async def _command_kv(self, command: Command) -> None:
-        from localctx.kv.types import cache_type
+        from localctx.engine.cachetypes import cache_type
 
         try:
             kv = cache_type(command.arg).name

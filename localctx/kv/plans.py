@@ -12,8 +12,8 @@ token by token would cost more than decoding. The block's end snaps to a message
 one lies near, so a turn is not cut mid-sentence, and it stops before the message being decoded
 whenever the room needed can be found before it.
 
-`kv_ops` turns an Eviction into what the engine must do: remove + shift when the model's cache
-can shift, else clear + re-prefill of what survives (the fallback; ~100x dearer).
+`kv_ops` turns an EvictionSpan into what the engine must do: remove + shift when the model's
+cache can shift, else clear + re-prefill of what survives (the fallback; ~100x dearer).
 
 `plan_scored` is the scored policies' planner (kv/scoring.py gives the scores): the same room,
 taken from the lowest-scoring cells of the evictable region instead of its oldest block. Never
@@ -44,7 +44,7 @@ class CacheLayout:
 
 
 @dataclass(frozen=True)
-class Eviction:
+class EvictionSpan:
     """Remove positions [p0, p1); positions [p1, n_past) then move down by p1 - p0."""
 
     p0: int
@@ -92,7 +92,7 @@ def default_block(window: int, *, can_shift: bool = True) -> int:
 
 def plan_eviction(
     layout: CacheLayout, n_incoming: int, *, window: int, block: int
-) -> Eviction | None:
+) -> EvictionSpan | None:
     """The block to evict so that n_incoming more tokens fit in window cells, or None.
 
     Raises BadInput when n_incoming cannot fit even with everything evictable gone.
@@ -115,7 +115,7 @@ def plan_eviction(
     slack = max(target // 2, 1)
     near = [b for b in layout.boundaries if p0 + need <= b <= limit and abs(b - goal) <= slack]
     p1 = min(near, key=lambda b: (abs(b - goal), -b)) if near else goal
-    return Eviction(p0=p0, p1=p1, n_past=n_past)
+    return EvictionSpan(p0=p0, p1=p1, n_past=n_past)
 
 
 def plan_scored(
@@ -194,7 +194,7 @@ def run_ops(eviction: RunEviction, *, can_shift: bool) -> tuple[KvOp, ...]:
     return tuple(ops)
 
 
-def kv_ops(eviction: Eviction, *, can_shift: bool) -> tuple[KvOp, ...]:
+def kv_ops(eviction: EvictionSpan, *, can_shift: bool) -> tuple[KvOp, ...]:
     """The engine operations that carry out an eviction."""
     e = eviction
     if can_shift:
