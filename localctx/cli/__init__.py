@@ -14,10 +14,49 @@ from typing import Any, NoReturn
 
 import click
 
+from localctx.cli.lazy import LazyGroup
 from localctx.errors import Exit, LocalctxError, from_os_error
 
+# Each command's module and its one-line help: `--help` imports none of them (cli/lazy.py).
+COMMANDS = {
+    "chat": (
+        "localctx.cli.chat:chat",
+        "Open the chat app (Textual) on the default model; over --repo PATH, or over the "
+        "current directory when it is a git repository (never the home directory).",
+    ),
+    "ask": (
+        "localctx.cli.ask:ask",
+        "Answer one question on stdout (streams; --json prints one object when it is done).",
+    ),
+    "ingest": (
+        "localctx.cli.ingest:ingest",
+        "Index a repository into the archival memory (incremental; honours .gitignore).",
+    ),
+    "plan": (
+        "localctx.cli.plan:plan",
+        "Plan KV cache and memory for a model and context before loading it.",
+    ),
+    "models": ("localctx.cli.models:models", "The model catalogue: list, pull, info."),
+    "memory": (
+        "localctx.cli.memory:memory",
+        "List, search, show, forget and export what localctx remembers; list the sessions.",
+    ),
+    "where": (
+        "localctx.cli.memory:where",
+        "Print where localctx keeps its database, data and models.",
+    ),
+    "bench": (
+        "localctx.cli.bench:bench",
+        "Benchmarks, measured and never asserted: kv ppl needle qa retrieval product serve ...",
+    ),
+    "serve": (
+        "localctx.cli.serve:serve",
+        "Serve the model as an OpenAI-compatible API (/v1/chat/completions) with sessions.",
+    ),
+}
 
-class _Group(click.Group):
+
+class _Group(LazyGroup):
     def make_context(self, *args: Any, **kwargs: Any) -> click.Context:
         try:
             return super().make_context(*args, **kwargs)
@@ -83,6 +122,7 @@ def _environment_fault(exc: Exception) -> LocalctxError | None:
 
 @click.group(
     cls=_Group,
+    lazy=COMMANDS,
     invoke_without_command=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -95,20 +135,6 @@ def main(ctx: click.Context) -> None:
         format="localctx: %(message)s",
     )
     if ctx.invoked_subcommand is None:
+        chat = main.get_command(ctx, "chat")
+        assert chat is not None
         ctx.invoke(chat)
-
-
-from localctx.cli.ask import ask  # noqa: E402
-from localctx.cli.bench import bench  # noqa: E402
-from localctx.cli.chat import chat  # noqa: E402
-from localctx.cli.ingest import ingest  # noqa: E402
-from localctx.cli.memory import memory, where  # noqa: E402
-from localctx.cli.models import models  # noqa: E402
-from localctx.cli.plan import plan  # noqa: E402
-
-for _command in (chat, ask, ingest, plan, models, memory, bench, where):
-    main.add_command(_command)
-
-from localctx.cli.serve import serve  # noqa: E402
-
-main.add_command(serve)
