@@ -24,6 +24,12 @@ HEADLESS = [
     "localctx.models",
     "localctx.session",
     "localctx.turns",
+    "localctx.context",
+    "localctx.context.cache",
+    "localctx.history",
+    "localctx.lifecycle",
+    "localctx.tiers",
+    "localctx.session_base",
     "localctx.progress",
     "localctx.runconfig",
 ]

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from localctx.context.ledger import ContextLedger
 from localctx.engine import EngineSettings, queries
 from localctx.engine.fake import FakeEngine
 from localctx.engine.kvstate import STATE_MAGIC, parse_keys
@@ -26,7 +27,6 @@ from localctx.kv.attention import (
 from localctx.kv.plans import CacheLayout, apply_ops, plan_scored, run_ops
 from localctx.kv.policy import SinkWindow
 from localctx.kv.scoring import KeyNormScorer, make_scorer
-from localctx.memory.context import ContextLedger
 from localctx.session import Session
 
 
@@ -217,7 +217,7 @@ def test_a_session_keeps_its_record_of_the_cache_through_scattered_evictions(evi
     for i in range(14):
         session.ask(f"message {i}: " + "lorem ipsum dolor sit amet " * 3)
     assert session.eviction_count > 0
-    ledger = session._ledger
+    ledger = session.context.ledger
     held = engine.tokens[ledger.pinned_len :]
     assert ledger.tokens[-len(held) :] == held  # the cached tail is the record's suffix
     session.policy._sync()  # the reply's last tokens were decoded past the policy

@@ -170,7 +170,7 @@ def test_kill_9_while_writing_a_snapshot_loses_nothing_committed(tmp_path: Path)
 def test_restored_state_gives_the_same_next_token_logits_as_a_cold_prefill(
     smollm: object, tmp_path: Path
 ) -> None:
-    from localctx.memory.context import identity_for
+    from localctx.context.pinned import identity_for
 
     engine = smollm  # type: ignore[assignment]
     prompt = engine.tokenize(  # type: ignore[attr-defined]
@@ -201,8 +201,8 @@ def test_restored_state_gives_the_same_next_token_logits_as_a_cold_prefill(
 def test_snapshot_from_other_kv_settings_is_refused_for_a_real_engine(
     smollm_path: Path, tmp_path: Path
 ) -> None:
+    from localctx.context.pinned import identity_for
     from localctx.engine import EngineSettings, load_engine
-    from localctx.memory.context import identity_for
 
     store = SnapshotStore(tmp_path)
     with load_engine(EngineSettings(model_path=smollm_path, n_ctx=512)) as f16:

@@ -20,7 +20,7 @@ from localctx.serve.metrics import ServeMetrics, render
 from localctx.serve.protocol import ApiError, Message, parse_chat_request
 from localctx.serve.queue import FairQueue, QueueClosed, QueueFull
 from localctx.serve.server import check_bind, is_loopback
-from localctx.session import _cut_index
+from localctx.turns import cut_index as _cut_index
 
 
 def body(**fields: object) -> dict[str, object]:

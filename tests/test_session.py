@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from localctx.context import layout
 from localctx.engine.base import EngineSettings, Sampling
 from localctx.engine.fake import FakeEngine
-from localctx.memory import layout
 from localctx.memory.recall import RecallStore
 from localctx.memory.retrieval import Candidate, excerpt, select_within_budget
 from localctx.memory.snapshots import SnapshotStore

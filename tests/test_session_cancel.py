@@ -42,7 +42,7 @@ def stored(tmp_path: Path, engine: FakeEngine, window: int = 600, name: str = "t
 def state(session: Session) -> dict[str, Any]:
     """Everything a stopped message must leave as it was."""
     stats = session.policy.stats()
-    ledger = session._ledger
+    ledger = session.context.ledger
     store = session.store
     assert store is not None
     return {
@@ -103,7 +103,7 @@ def test_a_stopped_prefill_that_had_evicted_puts_the_evicted_cells_back(tmp_path
 def test_the_rollback_state_goes_to_disk_above_the_memory_bound(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import localctx.turns as turns
+    import localctx.context.rollback as turns
 
     monkeypatch.setattr(turns, "ROLLBACK_IN_MEMORY_BYTES", 1)
     monkeypatch.setattr(turns.tempfile, "tempdir", str(tmp_path))

@@ -247,7 +247,7 @@ def test_a_snapshot_taken_after_summaries_is_used_on_resume(
         resumed.prepare_turn()
         assert not any("predates" in n for n in resumed.notices), resumed.notices
         assert engine.tokens == saved  # restored, not recomputed
-        assert resumed._pinned_dirty  # the summary enters at the next rebuild
+        assert resumed.context.pinned_dirty  # the summary enters at the next rebuild
 
 
 @pytest.mark.real

@@ -14,7 +14,6 @@ import importlib
 from typing import Any
 
 import click
-from click.utils import make_default_short_help
 
 
 class LazyGroup(click.Group):
@@ -49,8 +48,22 @@ class LazyGroup(click.Group):
         for name in names:
             command = self.commands.get(name)
             if command is None:
-                rows.append((name, make_default_short_help(self.lazy[name][1], limit)))
+                rows.append((name, _shortened(self.lazy[name][1], limit)))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _shortened(line: str, limit: int) -> str:
+    """`line` cut at a word to fit `limit` characters with "...", as click cuts a help line."""
+    if len(line) <= limit:
+        return line
+    words: list[str] = []
+    used = 0
+    for word in line.split():
+        if used + len(word) + (1 if words else 0) > limit - 3:
+            break
+        used += len(word) + (1 if words else 0)
+        words.append(word)
+    return " ".join(words) + "..."

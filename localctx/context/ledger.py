@@ -1,4 +1,4 @@
-"""Bookkeeping for what the KV cache holds: the pinned region's tokens and who owns the rest.
+"""The ownership record of the KV cache: the pinned region's length, the owner of each token after.
 
 The session appends messages token by token; the sink window evicts from the front of the
 window. To rebuild the context (a new running summary in the pinned region, a /forget, a
@@ -7,25 +7,19 @@ its message, so a later eviction names the right messages. The ledger records ow
 appended token; the cached tail is always a suffix of that record: the window evicts
 oldest-first, and a scored policy's scattered evictions leave the record (`forget_runs`).
 
-Must not: decode or evict (the session and the KV policy do).
+Must not: decode or evict (context.cache and the KV policy do).
 """
 
 from __future__ import annotations
 
-import threading
 from bisect import bisect_left
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-from localctx.engine.base import ChatMessage, Engine
+from localctx.engine.base import ChatMessage
 from localctx.engine.positions import kept_indices
 from localctx.kv.segment import EvictedSegment
-from localctx.memory import layout, summarizer
-from localctx.memory.snapshots import SnapshotIdentity, llama_cpp_version, model_sha256
-
-SNAPSHOT_MIN_TOKENS = 256  # below this a prefill costs about as much as reading the file
 
 
 @dataclass(frozen=True)
@@ -147,11 +141,11 @@ class ContextLedger:
         """What of an evicted segment the conversation said, and the stored message ids in it;
         None when it held only recalled snippets (copies of stored text: storing them again
         would crowd every later search)."""
-        per_token: list[int] | None = []
+        per_token: list[int] = []
         for a, b in seg.stream_runs():
             got = self.owners_between(a, b)
             if not got:  # a run the record no longer holds: fall back to the message ids
-                per_token = None
+                per_token = []
                 break
             per_token.extend(got)
         owners = list(dict.fromkeys(per_token if per_token else seg.message_ids))
@@ -189,7 +183,9 @@ class ContextLedger:
         }
 
     @classmethod
-    def from_snapshot(cls, meta: dict[str, Any], tokens: list[int], pinned_len: int) -> Any:
+    def from_snapshot(
+        cls, meta: dict[str, Any], tokens: list[int], pinned_len: int
+    ) -> ContextLedger:
         ledger = cls(pinned_len=pinned_len)
         tail = tokens[pinned_len:]
         runs = meta.get("runs") or []
@@ -205,130 +201,3 @@ class ContextLedger:
             ledger.last = {"role": str(last["role"]), "content": str(last["content"])}
             ledger.last_open = bool(meta.get("last_open", False))
         return ledger
-
-
-@dataclass(frozen=True)
-class PinnedParts:
-    """The pinned region's tokens, split where the running summary starts: the stable part
-    (system, core memory, repo digest) can come from a snapshot; the summary changes."""
-
-    stable: list[int]
-    rest: list[int]
-
-    @property
-    def tokens(self) -> list[int]:
-        return self.stable + self.rest
-
-    @property
-    def stable_worth_saving(self) -> bool:
-        return len(self.stable) >= SNAPSHOT_MIN_TOKENS
-
-    @classmethod
-    def build(
-        cls,
-        engine: Engine,
-        system: str,
-        core: list[str],
-        summary: str,
-        digest: str,
-        *,
-        max_tokens: int,
-    ) -> PinnedParts:
-        """Render and tokenize; over `max_tokens`, shorten the digest, then the summary."""
-
-        def count(text: str) -> int:
-            return len(engine.tokenize(text))
-
-        for _ in range(8):
-            parts = cls._render(engine, system, core, summary, digest)
-            excess = len(parts.tokens) - max_tokens
-            if excess <= 0:
-                return parts
-            if digest:
-                digest = digest[: max(0, len(digest) - excess * 5)]  # ~4 chars per token
-            elif summary:
-                summary = summarizer.keep_newest(summary, max(0, count(summary) - excess), count)
-            else:
-                break
-        return parts  # only the system prompt and core memory are left: keep them whole
-
-    @classmethod
-    def _render(
-        cls, engine: Engine, system: str, core: list[str], summary: str, digest: str
-    ) -> PinnedParts:
-        full = layout.pinned_render(
-            engine.format_chat, layout.pinned_text(system, core, summary, digest)
-        )
-        cut = full.find(layout.SUMMARY_HEADER) if summary.strip() else -1
-        stable, rest = (full[:cut], full[cut:]) if cut >= 0 else (full, "")
-        return cls(
-            engine.tokenize(stable, add_special=True),
-            engine.tokenize(rest) if rest else [],
-        )
-
-
-def identity_for(engine: Engine, window: int | None) -> SnapshotIdentity:
-    settings = engine.settings
-    path = Path(settings.model_path)
-    sha = model_sha256(path) if path.is_file() else f"unhashed:{engine.model_name}"
-    return SnapshotIdentity(
-        model_sha256=sha,
-        model_name=engine.model_name,
-        llama_cpp=llama_cpp_version(),
-        type_k=settings.type_k,
-        type_v=settings.type_v,
-        n_ctx=engine.n_ctx,
-        swa_full=settings.swa_full,
-        window=window,
-    )
-
-
-class WindowView:
-    """What the session exposes as `session.policy`: the sink window itself, except that while
-    the cache is lent to the summarizer, `stats()` and `regions` answer from the last reading.
-
-    Why: the gauge reads the window from a timer thread, and the window re-syncs its records
-    with the engine on every read; mid-summary the engine holds the summarizer's prompt, and a
-    re-sync then would rewrite the window's bookkeeping. The lock makes `freeze` a barrier: once
-    it returns, no reader is inside the window.
-    """
-
-    def __init__(self, window: Any) -> None:
-        self.window_policy = window
-        self._lock = threading.Lock()
-        self._frozen: tuple[Any, dict[str, tuple[int, int]]] | None = None
-
-    def stats(self) -> Any:
-        with self._lock:
-            return self._frozen[0] if self._frozen else self.window_policy.stats()
-
-    @property
-    def regions(self) -> dict[str, tuple[int, int]]:
-        with self._lock:
-            return self._frozen[1] if self._frozen else self.window_policy.regions
-
-    def freeze(self) -> None:
-        with self._lock:
-            self._frozen = (self.window_policy.stats(), self.window_policy.regions)
-
-    def thaw(self) -> None:
-        with self._lock:
-            self._frozen = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.window_policy, name)
-
-
-def make_policy(
-    engine: Engine, *, window: int, n_sink: int, evict: str = "window", recent: int | None = None
-) -> Any:
-    """The sink window (seen through a WindowView), or None when the KV policy is missing;
-    `evict` names its eviction policy (kv/scoring.py: window, keynorm, snapkv, h2o)."""
-    try:
-        from localctx.kv.policy import SinkWindow
-        from localctx.kv.scoring import make_scorer
-    except ImportError:
-        return None
-    scorer = make_scorer(evict, engine, window)
-    extra = {} if recent is None else {"recent": recent}
-    return WindowView(SinkWindow(engine, window=window, n_sink=n_sink, scorer=scorer, **extra))
