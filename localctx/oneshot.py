@@ -8,6 +8,8 @@ wait for the session's next start), close (snapshot for a named session). Withou
 session is ephemeral: it answers from the repository and core memory and leaves no
 conversation behind.
 
+It reads the turn as the session's typed events (Session.turn), as the TUI and `serve` do.
+
 Must not: print or parse arguments (the CLI does), or import llama_cpp / textual.
 """
 
@@ -21,7 +23,8 @@ from pathlib import Path
 
 from localctx.engine.base import Engine, Sampling
 from localctx.gauge import GaugeReading, GaugeSampler
-from localctx.session import Session, TurnResult
+from localctx.session import Session
+from localctx.turns import Recalled, TokensGenerated, TurnFinished, TurnResult
 
 ASK_SUMMARY_BOUND = 4  # segments `ask` summarizes before exiting; the rest wait for the next run
 # memory.expand, on: span recall@5 on the werkzeug set 0.33 -> 0.42 with the 0.5B's guess, 0.50
@@ -67,14 +70,6 @@ def answer_once(
     reply ends where it is, and no summary is written after it.
     """
     t0 = time.perf_counter()
-    first: list[float] = []
-
-    def text_out(text: str) -> None:
-        if not first:
-            first.append(time.perf_counter())
-        if on_text is not None:
-            on_text(text)
-
     session = Session.open(
         engine,
         name=session_name,
@@ -91,12 +86,22 @@ def answer_once(
     try:
         with session.supervised(cancel):
             started = time.perf_counter()
-            result = session.ask(question, sampling, on_text=text_out)
+            first: float | None = None
+            expansion = ""
+            for event in session.turn(question, sampling):
+                if isinstance(event, Recalled):
+                    expansion = event.expansion
+                elif isinstance(event, TokensGenerated) and event.text:
+                    first = first if first is not None else time.perf_counter()
+                    if on_text is not None:
+                        on_text(event.text)
+                elif isinstance(event, TurnFinished):
+                    result = event.result
             reading = GaugeSampler(engine, session.policy).sample() if gauge else None
-            ttft = first[0] - started if first else None
+            ttft = first - started if first is not None else None
             done = Answered(
                 result, session.name or "", time.perf_counter() - t0, ttft,
-                notices + session.notices, reading, session.last_expansion,
+                notices + session.notices, reading, expansion,
             )  # fmt: skip
             if on_answered is not None:
                 on_answered(done)

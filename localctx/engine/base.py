@@ -109,6 +109,17 @@ class KvAllocation:
 MakeRoom = Callable[[int], None]  # called with n tokens about to be decoded
 
 
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the window policy and the gauge need to know of the loaded model."""
+
+    block_count: int = 0  # transformer layers (0: not known, e.g. behind a remote server)
+    swa: bool = False  # some layers keep a sliding-window cache (Gemma-3)
+    # The cache is a mirror rebuilt as text (a remote server keeps its own KV cache): the
+    # window's "re-prefill" fallback costs nothing there.
+    rebuild_is_free: bool = False
+
+
 @runtime_checkable
 class Engine(Protocol):
     settings: EngineSettings
@@ -123,6 +134,8 @@ class Engine(Protocol):
     def model_name(self) -> str: ...
     @property
     def chat_template_source(self) -> str: ...  # "gguf" or "none (plain transcript)"
+    @property
+    def model_facts(self) -> ModelFacts: ...
 
     # --- text
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]: ...
@@ -171,7 +184,7 @@ class Engine(Protocol):
 
     # --- state
     def state_get(self) -> bytes: ...
-    def state_set(self, data: bytes, tokens: Sequence[int]) -> None: ...
+    def state_set(self, data: bytes | memoryview, tokens: Sequence[int]) -> None: ...
     def state_save(self, path: Path) -> int: ...
     def state_load(self, path: Path) -> list[int]: ...
 

@@ -23,6 +23,7 @@ from localctx.engine.base import (
     GenerationStats,
     KvAllocation,
     MakeRoom,
+    ModelFacts,
     Sampling,
     TokenEvent,
 )
@@ -80,6 +81,10 @@ class FakeEngine(Cancellation, ByteTokens):
     @property
     def chat_template_source(self) -> str:
         return "fake"
+
+    @property
+    def model_facts(self) -> ModelFacts:
+        return ModelFacts()
 
     # text (tokenize, detokenize, token_piece: ByteTokens)
     def format_chat(
@@ -218,7 +223,7 @@ class FakeEngine(Cancellation, ByteTokens):
     def state_get(self) -> bytes:
         return bytes(self.tokens)
 
-    def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
+    def state_set(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
         self._mirror.reset(tokens)
         self._stale_logits = False
 

@@ -31,6 +31,7 @@ from localctx.engine.base import (
     GenerationStats,
     KvAllocation,
     MakeRoom,
+    ModelFacts,
     Sampling,
     TokenEvent,
 )
@@ -182,6 +183,10 @@ class LlamaEngine(NativeOwner, Cancellation):
     @property
     def chat_template_source(self) -> str:
         return "gguf" if self._template else "none (plain transcript)"
+
+    @property
+    def model_facts(self) -> ModelFacts:
+        return ModelFacts(block_count=self.meta.block_count, swa=any(self.meta.swa_layers))
 
     # ------------------------------------------------------------------ text
     def tokenize(self, text: str, *, add_special: bool = False) -> list[int]:
@@ -435,7 +440,7 @@ class LlamaEngine(NativeOwner, Cancellation):
         n = llama_cpp.llama_state_seq_get_data(self._ctx, buf, size, 0)
         return ctypes.string_at(buf, n)  # bytes(buf[:n]) built a list: 3.5 s for 89 MiB
 
-    def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
+    def state_set(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
         """Restore sequence 0 from `state_get` bytes; `tokens` are the tokens it holds."""
         self.kv_clear()
         # A writable buffer (a snapshot loaded into a bytearray) is passed as it is; bytes

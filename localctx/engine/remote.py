@@ -46,6 +46,7 @@ from localctx.engine.base import (
     GenerationStats,
     KvAllocation,
     MakeRoom,
+    ModelFacts,
     Sampling,
     TokenEvent,
 )
@@ -146,10 +147,6 @@ def _clean(content: str) -> str:
 class RemoteEngine(Cancellation, ByteTokens):
     """An Engine whose model runs behind an OpenAI-compatible URL. One caller at a time."""
 
-    # The sink window cannot shift this mirror, and rebuilding it is a list copy: the
-    # policy's "re-prefill" notice (written for M-RoPE models) does not apply here.
-    rebuild_is_free = True
-
     def __init__(
         self,
         url: str,
@@ -190,6 +187,12 @@ class RemoteEngine(Cancellation, ByteTokens):
     @property
     def chat_template_source(self) -> str:
         return "remote server"
+
+    @property
+    def model_facts(self) -> ModelFacts:
+        # The sink window cannot shift this mirror, and rebuilding it is a list copy: the
+        # policy's "re-prefill" notice (written for M-RoPE models) does not apply here.
+        return ModelFacts(rebuild_is_free=True)
 
     # ------------------------------------------------------------------ text (bytes: ByteTokens)
     def format_chat(
@@ -387,7 +390,7 @@ class RemoteEngine(Cancellation, ByteTokens):
         summaries are written remotely, with the server's own completion endpoint."""
         return bytes(self._pos)
 
-    def state_set(self, data: bytes, tokens: Sequence[int]) -> None:
+    def state_set(self, data: bytes | memoryview, tokens: Sequence[int]) -> None:
         if bytes(tokens) != data:
             raise EngineFailed("a remote engine's state is its request text, and these differ")
         self._pos = list(tokens)

@@ -54,8 +54,7 @@ class GaugeSampler:
         info = engine.backend_info()
         self.backend = str(info.get("backend", "cpu"))
         self.gpu_offload = bool(info.get("gpu_offload", False))
-        meta = getattr(engine, "meta", None)
-        self.layers_total = int(getattr(meta, "block_count", 0)) + 1
+        self.layers_total = engine.model_facts.block_count + 1
         # llama.cpp's own count from its load log; engines without one (remote, fake) give
         # the request, bounded by the layers there are.
         if "layers_offloaded" in info:

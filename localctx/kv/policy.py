@@ -536,7 +536,7 @@ class SinkWindow:
 
     def _reprefill(self, kept: list[int]) -> None:
         if not self._fallback_logged:
-            free = getattr(self.engine, "rebuild_is_free", False)  # a remote engine's mirror
+            free = self.engine.model_facts.rebuild_is_free  # a remote engine's mirror
             level = logging.DEBUG if free else logging.WARNING
             log.log(level, "sink window re-prefills on eviction: %s", self.fallback_reason)
             self._fallback_logged = True
@@ -553,10 +553,10 @@ class SinkWindow:
 def _fallback_reason(engine: Engine, forced: bool) -> str:
     if forced:
         return "forced (force_fallback=True)"
-    if getattr(engine, "rebuild_is_free", False):
+    facts = engine.model_facts
+    if facts.rebuild_is_free:
         return "the remote server keeps its own KV cache; the window is rebuilt here as text"
-    meta = getattr(engine, "meta", None)
-    if meta is not None and getattr(meta, "swa_layers", None) and not engine.settings.swa_full:
+    if facts.swa and not engine.settings.swa_full:
         return (
             "the sliding-window layers keep a smaller cache (swa_full off and the context "
             "above the sliding window + one batch), which llama.cpp cannot shift; "
