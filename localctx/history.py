@@ -37,9 +37,13 @@ class HistoryEdits(SessionBase):
         message again: the last reply's tokens leave the end of the cache (its row the store)
         and the model answers anew. When the reply is not the end of the cache any more, the
         exchange is taken back and the message sent again. (`turn(None)` gives its events.)"""
-        for event in self.turn(None, sampling, cancel=cancel):
-            if isinstance(event, TokensGenerated):
-                yield event.event
+        events = self.turn(None, sampling, cancel=cancel)
+        try:
+            for event in events:
+                if isinstance(event, TokensGenerated):
+                    yield event.event
+        finally:
+            events.close()  # a caller that stops reading ends the turn now, not at collection
 
     def _regenerate(
         self, sampling: Sampling, cancel: threading.Event | None

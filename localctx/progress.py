@@ -31,7 +31,7 @@ class Progress:
         return self.seconds / self.done * (self.total - self.done)
 
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[Progress], object]  # what it returns is ignored
 
 
 def duration(seconds: float) -> str:

@@ -21,7 +21,7 @@ old behaviour (no stores, no disk); `Session.open(...)` wires the memory tiers.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,7 +107,7 @@ class Session(HistoryEdits, ContextLifecycle, MemoryTiers):
         sampling: Sampling | None = None,
         *,
         cancel: threading.Event | None = None,
-    ) -> Iterator[TurnEvent]:
+    ) -> Generator[TurnEvent, None, None]:
         """One turn as typed events: what was recalled (before the question is read), the
         reply's pieces, the segments evicted and summaries written meanwhile, and last the
         turn's figures. `user_text` None asks for a new reply to the newest message (see
@@ -145,9 +145,13 @@ class Session(HistoryEdits, ContextLifecycle, MemoryTiers):
         the segments evicted meanwhile join it as they are written, and the answer closes it;
         a failure on the way (a full disk, a broken engine) takes it back (`_abandon_turn`).
         """
-        for event in self.turn(user_text, sampling, cancel=cancel):
-            if isinstance(event, TokensGenerated):
-                yield event.event
+        events = self.turn(user_text, sampling, cancel=cancel)
+        try:
+            for event in events:
+                if isinstance(event, TokensGenerated):
+                    yield event.event
+        finally:
+            events.close()  # a caller that stops reading ends the turn now, not at collection
 
     def _stream(
         self, user_text: str, sampling: Sampling, cancel: threading.Event | None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from localctx.context.cache import KvContext
@@ -178,7 +178,7 @@ class SessionBase:
         sampling: Sampling | None = None,
         *,
         cancel: threading.Event | None = None,
-    ) -> Iterator[TurnEvent]:
+    ) -> Generator[TurnEvent, None, None]:
         raise NotImplementedError  # session
 
     def _regenerate(

@@ -112,7 +112,7 @@ async def test_a_question_streams_a_markdown_answer_in_batches() -> None:
         assert sum(b.n_tokens for b in batches) == len(answer.encode())
         assert len(batches) < len(answer) / 4  # batched, not one message per token
         (finished,) = recorder.of(GenerationFinished)
-        assert finished.figures.stop_reason == "eog"
+        assert finished.figures.result.stop_reason == "eog"
         assert app.screen.query_one(ReplyFooter)
         assert app.session.messages[-1]["content"] == answer.strip()
         assert app.screen.query("MarkdownFence")  # the code block is a highlighted fence
@@ -164,8 +164,8 @@ async def test_escape_cancels_within_a_token() -> None:
         await pilot.press("escape")
         await until(pilot, lambda: bool(recorder.of(GenerationFinished)))
         (finished,) = recorder.of(GenerationFinished)
-        assert finished.figures.stop_reason == "cancelled"
-        assert finished.figures.completion_tokens < 2000
+        assert finished.figures.result.stop_reason == "cancelled"
+        assert finished.figures.result.completion_tokens < 2000
         assert "stopped" in str(app.screen.query_one(ReplyFooter).render())
         assert not app.generating
 

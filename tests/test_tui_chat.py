@@ -556,7 +556,10 @@ async def test_the_gauge_keeps_the_turns_tok_s_while_summaries_run() -> None:
         readings = app.readings
         await until(pilot, lambda: app.readings > readings)
         view = app.widget(GaugePanel).view
-        assert view.decode_tps == figures.decode_tps and view.prefill_tps == figures.prefill_tps
+        assert (
+            view.decode_tps == figures.result.decode_tps
+            and view.prefill_tps == figures.result.prefill_tps
+        )
         assert view.evictions > 0
 
 

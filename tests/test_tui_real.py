@@ -91,7 +91,7 @@ async def test_real_model_paste_shows_prefill_progress_and_regenerate_gives_a_ne
         second = app.widget(Transcript).query(Reply).last().text
         assert app.session.messages[-1]["content"].strip()  # a reply, not "(no reply)"
         assert second.strip() and second != first  # sampled anew (temperature 0.8)
-        assert recorder.of(GenerationFinished)[-1].figures.completion_tokens > 0
+        assert recorder.of(GenerationFinished)[-1].figures.result.completion_tokens > 0
         reads = [p for p in recorder.of(WorkProgressed) if p.progress.stage == "reading the prompt"]
         assert len(reads) == len(prompt)  # the paste was not read again to answer anew
         assert len(app.widget(Transcript).query(Reply)) == 1

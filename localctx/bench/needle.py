@@ -197,7 +197,7 @@ def run_needle(
         start = time.perf_counter()
         summarized = session.summarize_pending(summaries) if summaries else 0
         per_summary = (time.perf_counter() - start) / summarized if summarized else 0.0
-        answers = []
+        answers: list[dict[str, Any]] = []
         turn_seconds = []
         first_token: list[float] = []
         for fact in facts:

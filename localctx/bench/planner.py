@@ -59,7 +59,8 @@ def measured_footprint(
         timeout=300,
         check=True,
     )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    measured: dict[str, int] = json.loads(out.stdout.strip().splitlines()[-1])
+    return measured
 
 
 def predicted_total(path: Path, n_ctx: int, kv: str) -> int:
@@ -75,7 +76,8 @@ def planner_accuracy(
     """KV predictions for every type at 8K and 32K; totals for f16 (quick: 8K only)."""
     say = progress or (lambda _msg: None)
     catalogue = Catalogue.load()
-    kv_rows, total_rows = [], []
+    kv_rows: list[dict[str, Any]] = []
+    total_rows: list[dict[str, Any]] = []
     for name in MODELS:
         entry = catalogue.get(name)
         if not entry.installed:

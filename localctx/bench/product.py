@@ -180,7 +180,7 @@ def _ask_both(
     raw.append(held[before:])
     gen = raw.stream(held)
     first_raw = next(gen, None)
-    halves = [{"local": [], "raw": []}, {"local": [], "raw": []}]
+    halves: list[dict[str, list[float]]] = [{"local": [], "raw": []}, {"local": [], "raw": []}]
     tokens: dict[str, list[int]] = {
         "local": [first.token] if first is not None else [],
         "raw": [int(first_raw)] if first_raw is not None else [],

@@ -18,7 +18,7 @@ from localctx.errors import BadInput, BadKvSetting
 from localctx.runconfig import MAX_THREADS
 
 
-class Bounded(click.ParamType):
+class Bounded(click.ParamType[Any]):
     """A whole number in [lo, hi]; out of range is BadInput naming the flag and the range."""
 
     name = "integer"
@@ -39,7 +39,7 @@ class Bounded(click.ParamType):
         return number
 
 
-class NonNegativeFloat(click.ParamType):
+class NonNegativeFloat(click.ParamType[Any]):
     name = "number"
 
     def convert(

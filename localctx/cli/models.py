@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import click
 
 from localctx.cli.common import emit_json, json_option
@@ -20,7 +23,7 @@ def models() -> None:
 def list_(as_json: bool) -> None:
     """List catalogue models and whether each is installed."""
     catalogue = Catalogue.load()
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": e.name,
             "title": e.title,
@@ -58,7 +61,7 @@ def list_(as_json: bool) -> None:
 def pull(name: str, as_json: bool) -> None:
     """Download a catalogue model (sha256-verified, atomic; a no-op when present)."""
     entry = Catalogue.load().get(name)
-    if as_json or not click.get_text_stream("stderr").isatty():
+    if as_json or not sys.stderr.isatty():
         path, downloaded = pull_model(entry)
     else:
         from rich.progress import Progress

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from localctx.cli.common import emit_json, json_option
@@ -51,7 +53,7 @@ def plan(
         )
 
 
-def _build() -> dict[str, object]:
+def _build() -> dict[str, Any]:
     """Which llama.cpp backends this install has (read from ggml's registry, no model)."""
     from localctx.engine.devices import backend_name, compiled_backends, gpu_offload_supported
 

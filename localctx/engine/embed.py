@@ -79,7 +79,8 @@ def pack_sequences(lengths: Sequence[int], batch_tokens: int, max_seqs: int) -> 
 def l2_normalise(rows: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (the eps of torch's F.normalize, so a zero row stays 0)."""
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
-    return (rows / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    unit: np.ndarray = (rows / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
+    return unit
 
 
 # ---------------------------------------------------------------------------- the embedder

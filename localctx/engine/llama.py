@@ -221,7 +221,8 @@ class LlamaEngine(NativeOwner, Cancellation):
         if self._template is None:
             return _plain_transcript(messages, add_generation_prompt)
         self._template.add_generation_prompt = add_generation_prompt
-        return self._template(messages=list(messages)).prompt  # type: ignore[arg-type]
+        prompt: str = self._template(messages=list(messages)).prompt
+        return prompt
 
     def is_eog(self, token: int) -> bool:
         return bool(llama_cpp.llama_vocab_is_eog(self._vocab, token))

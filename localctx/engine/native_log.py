@@ -34,7 +34,7 @@ _KV_SIZE = re.compile(
 _MIB = 1024 * 1024
 
 
-@llama_cpp.llama_log_callback
+@llama_cpp.llama_log_callback  # type: ignore[untyped-decorator]  # a ctypes CFUNCTYPE
 def _on_log(level: int, text: bytes, user_data: ctypes.c_void_p) -> None:
     global _partial, _count
     chunk = text.decode("utf-8", errors="replace")

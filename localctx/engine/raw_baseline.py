@@ -43,7 +43,7 @@ class RawLlama:
 
     def reset(self) -> None:
         """Forget the cache (the next `append` starts at position 0)."""
-        self._llm.reset()
+        self._llm.reset()  # type: ignore[no-untyped-call]  # llama_cpp leaves it unannotated
 
     def append(self, tokens: Sequence[int]) -> float:
         """`Llama.eval` these tokens after what is cached; returns seconds."""
@@ -69,7 +69,7 @@ class RawLlama:
         without prefilling twice; the prefill ratio is measured on the interleaved part."""
         import ctypes
 
-        self._llm.reset()
+        self._llm.reset()  # type: ignore[no-untyped-call]  # llama_cpp leaves it unannotated
         ctx = self._llm._ctx.ctx  # the low-level context of this Llama
         mem = llama_cpp.llama_get_memory(ctx)
         llama_cpp.llama_memory_seq_rm(mem, 0, -1, -1)

@@ -25,6 +25,7 @@ import os
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,6 +132,12 @@ _START_SERVER = ctypes.CFUNCTYPE(
 
 class _Ggml:
     """The ggml registry calls RPC needs beyond localctx.engine.devices (llama_cpp binds none)."""
+
+    # Bound in __init__ (ctypes functions; pointers come back as int or None).
+    ggml_backend_reg_by_name: Callable[[bytes], int | None]
+    ggml_backend_register: Callable[[int], None]
+    ggml_backend_dev_by_type: Callable[[int], int | None]
+    ggml_backend_reg_get_proc_address: Callable[[int | None, bytes], int | None]
 
     def __init__(self) -> None:
         import llama_cpp

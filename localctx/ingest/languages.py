@@ -96,6 +96,6 @@ def _from_language_pack(language: str) -> tree_sitter.Parser | None:
 
         if language not in pack.downloaded_languages():  # never trigger a download here
             return None
-        return pack.get_parser(language)  # type: ignore[no-any-return, arg-type]
+        return pack.get_parser(language)  # type: ignore[no-any-return]
     except Exception:  # any failure of an optional source means: no parser
         return None

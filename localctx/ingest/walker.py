@@ -19,6 +19,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pathspec
 
@@ -55,10 +56,10 @@ class Skipped:
 @dataclass(frozen=True)
 class _Rules:
     base: str  # directory (relative, "" for the root) the patterns are relative to
-    spec: pathspec.PathSpec
+    spec: pathspec.PathSpec[Any]
 
 
-def _spec(lines: list[str]) -> pathspec.PathSpec | None:
+def _spec(lines: list[str]) -> pathspec.PathSpec[Any] | None:
     lines = [line for line in lines if line.strip() and not line.lstrip().startswith("#")]
     return pathspec.GitIgnoreSpec.from_lines(lines) if lines else None
 
@@ -105,8 +106,8 @@ def _walk_dir(
     root_real: str,
     visited: set[tuple[int, int]],
     options: WalkOptions,
-    exclude: pathspec.PathSpec | None,
-    include: pathspec.PathSpec | None,
+    exclude: pathspec.PathSpec[Any] | None,
+    include: pathspec.PathSpec[Any] | None,
 ) -> Iterator[SourceFile | Skipped]:
     lines: list[str] = []
     for name in IGNORE_FILES:
@@ -204,7 +205,7 @@ def _name_rules(
     is_dir: bool,
     rules: tuple[_Rules, ...],
     options: WalkOptions,
-    exclude: pathspec.PathSpec | None,
+    exclude: pathspec.PathSpec[Any] | None,
 ) -> Skip | None:
     """Every decision that needs only the name, in precedence order."""
     if is_dir:

@@ -123,7 +123,8 @@ def attention_received(
     logits -= logits.max(axis=2, keepdims=True)
     weights = np.exp(logits)
     weights /= weights.sum(axis=2, keepdims=True)
-    return weights.sum(axis=1).mean(axis=0).astype(np.float64)
+    received: np.ndarray = weights.sum(axis=1).mean(axis=0).astype(np.float64)
+    return received
 
 
 def max_pool(x: np.ndarray, kernel: int) -> np.ndarray:
@@ -134,4 +135,5 @@ def max_pool(x: np.ndarray, kernel: int) -> np.ndarray:
     half = kernel // 2
     padded = np.pad(x, half, mode="edge")
     windows = np.lib.stride_tricks.sliding_window_view(padded, kernel)
-    return windows.max(axis=1)[: len(x)]
+    pooled: np.ndarray = windows.max(axis=1)[: len(x)]
+    return pooled

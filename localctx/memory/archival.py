@@ -88,11 +88,16 @@ class RepoRecord:
 
 
 class ChunkLike(Protocol):
-    start_line: int
-    end_line: int
-    symbol: str
-    kind: str
-    text: str
+    @property
+    def start_line(self) -> int: ...
+    @property
+    def end_line(self) -> int: ...
+    @property
+    def symbol(self) -> str: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def text(self) -> str: ...
 
 
 def _v1(conn: sqlite3.Connection) -> None:
@@ -255,7 +260,9 @@ class ArchivalStore:
             f" WHERE c.id IN ({marks})",
             list(chunk_ids),
         ).fetchall()
-        return {r[7]: ArchivalHit(*r[:7], 0.0, r[7]) for r in rows}
+        return {
+            r[7]: ArchivalHit(r[0], r[1], r[2], r[3], r[4], r[5], r[6], 0.0, r[7]) for r in rows
+        }
 
     def weighted_coverage(self, query: str, chunk_ids: Sequence[int]) -> dict[int, float]:
         """Each chunk's IDF-weighted share of the query's terms (memory.fts), by chunk id."""

@@ -378,7 +378,8 @@ class RecallStore:
             return []
         wanted = tuple(kinds)
         marks = ",".join("?" * len(wanted))
-        scope, params = "", [expr, *wanted]
+        scope = ""
+        params: list[str | int] = [expr, *wanted]
         if session_id is not None:
             # Only the rows of kind message/segment need the join; BM25's statistics stay
             # those of the whole index, which only matters for ranking within one query.

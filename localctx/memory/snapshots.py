@@ -84,14 +84,16 @@ def _tokens_digest(tokens: Sequence[int]) -> str:
     return hashlib.sha256(struct.pack(f"<{len(tokens)}i", *tokens)).hexdigest()
 
 
-def encode(identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict) -> bytes:
+def encode(
+    identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict[str, Any]
+) -> bytes:
     """The file bytes (pure): fixed header, JSON header, sha256(header + payload), payload."""
     head, payload = encode_parts(identity, tokens, data, meta)
     return head + payload
 
 
 def encode_parts(
-    identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict
+    identity: SnapshotIdentity, tokens: Sequence[int], data: bytes, meta: dict[str, Any]
 ) -> tuple[bytes, bytes]:
     """(everything before the payload, the payload): written one after the other, so saving
     a 1 GiB state never holds a second copy of it."""
@@ -112,7 +114,7 @@ def encode_parts(
 
 def decode(
     blob: bytes | bytearray, identity: SnapshotIdentity
-) -> tuple[list[int], bytes | memoryview, dict] | str:
+) -> tuple[list[int], bytes | memoryview, dict[str, Any]] | str:
     """(tokens, payload, meta), or the reason the bytes cannot be used (pure). The payload of
     a bytearray is a view into it, not a copy (a loaded state is held once)."""
     if len(blob) < _FIXED.size or blob[:8] != MAGIC:

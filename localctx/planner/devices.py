@@ -175,7 +175,7 @@ def ggml_gpu_budgets(reported: list[Any] | None = None) -> list[DeviceBudget]:
             reported = backend_devices()
         except Exception:  # no llama.cpp, or a build without a device registry
             return []
-    budgets = []
+    budgets: list[DeviceBudget] = []
     for dev in reported:
         if dev.kind != "gpu" or "metal" in dev.name.lower() or not dev.total_bytes:
             continue

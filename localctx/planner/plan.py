@@ -211,7 +211,11 @@ def recommend(
     if target.kind in DISCRETE_GPUS:
         vram = target.usable_bytes
         for t in types:
-            layers = _most_layers(lambda k, t=t: fp_for(t, ctx, k).gpu_bytes <= vram, full)
+
+            def fits_gpu(k: int, t: str = t) -> bool:
+                return fp_for(t, ctx, k).gpu_bytes <= vram
+
+            layers = _most_layers(fits_gpu, full)
             if layers and fits_on(fp_for(t, ctx, layers), target, cpu):
                 why = f"{t} KV at {ctx} tokens with {layers} of {full} layers on {target.name}"
                 return rec(t, ctx, None, layers, True, why + "; the rest run on the CPU")

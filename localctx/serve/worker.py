@@ -33,6 +33,7 @@ from typing import Any
 from localctx.engine.base import Engine, Sampling
 from localctx.errors import LocalctxError
 from localctx.gauge import GaugeSampler
+from localctx.memory.retrieval import RecalledItem
 from localctx.serve.gate import TextGate
 from localctx.serve.history import HistoryPlan, plan_history
 from localctx.serve.journal import ServeJournal
@@ -41,6 +42,7 @@ from localctx.serve.protocol import ApiError, ChatRequest, Message, Usage
 from localctx.serve.queue import FairQueue, QueueClosed, QueueFull
 from localctx.serve.slots import SessionSlot, SessionSlots, SlotOptions
 from localctx.session import DEFAULT_SYSTEM, PLAIN_STOPS, Session
+from localctx.turns import Recalled, TokensGenerated
 
 log = logging.getLogger("localctx.serve")
 IDLE_TICK = 0.25  # seconds between idle checks of the queue
@@ -131,9 +133,9 @@ class ModelWorker:
         self.options = options or WorkerOptions()
         self.metrics = metrics
         self.engine = MeteredEngine(engine)
-        self.sampler = GaugeSampler(self.engine)  # type: ignore[arg-type]
+        self.sampler = GaugeSampler(self.engine)
         self.journal = journal or ServeJournal()
-        self.slots = SessionSlots(self.engine, slots or SlotOptions(), self.journal, metrics)  # type: ignore[arg-type]
+        self.slots = SessionSlots(self.engine, slots or SlotOptions(), self.journal, metrics)
         self.queue: FairQueue[Job] = FairQueue(self.options.max_queue)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="localctx-model", daemon=True)
@@ -324,9 +326,14 @@ class ModelWorker:
         decoded = 0
         generated = 0
         sampled_at = time.perf_counter()
-        events = session.stream(new[-1].content, sampling, cancel=job.cancel)
+        recalled: tuple[RecalledItem, ...] = ()
+        events = session.turn(new[-1].content, sampling, cancel=job.cancel)
         try:
             for event in events:
+                if isinstance(event, Recalled):
+                    recalled = event.items
+                if not isinstance(event, TokensGenerated):
+                    continue
                 if prompt_tokens is None:  # the prompt is decoded; this token is not yet
                     prompt_tokens = self.engine.cells_used
                     decoded = self.engine.decoded - decoded_from
@@ -362,7 +369,7 @@ class ModelWorker:
             "prefill_tps": round(stats.prefill_tps, 2),
             "decode_tps": round(stats.decode_tps, 2),
             "queued_seconds": round((job.started or job.arrived) - job.arrived, 3),
-            "recalled": [item.to_json() for item in session.last_recall],
+            "recalled": [item.to_json() for item in recalled],
             "kv": {
                 "cells_used": reading.kv.cells_used,
                 "window": reading.kv.window,

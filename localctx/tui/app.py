@@ -24,14 +24,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
 from textual.worker import Worker, WorkerState
 
-from localctx.engine.base import Engine, Sampling
+from localctx import turns
+from localctx.engine.base import ChatMessage, Engine, Sampling
 from localctx.errors import BadInput, Cancelled, LocalctxError
 from localctx.progress import Progress, describe
 from localctx.tui import parts
@@ -58,6 +59,10 @@ from localctx.tui.screens.memory import MemoryScreen
 from localctx.tui.screens.pull import PullScreen
 from localctx.tui.settings import ChatSettings
 from localctx.tui.slash import SlashCommands
+from localctx.turns import TurnResult
+
+if TYPE_CHECKING:  # the session is imported where it is built (parts): it loads the tiers
+    from localctx.session import Session
 from localctx.tui.streaming import TokenBatcher
 from localctx.tui.views import context_view, gauge_view
 from localctx.tui.widgets.chat.prompt import PromptHistory, PromptInput
@@ -89,8 +94,9 @@ class LocalctxApp(SlashCommands, App[str | None]):
 
     CSS_PATH = "app.tcss"
     TITLE = "localctx"
-    HORIZONTAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-narrow"), (84, "-wide")]
-    VERTICAL_BREAKPOINTS: ClassVar[list[tuple[int, str]]] = [(0, "-short"), (24, "-tall")]
+    # Textual declares these per instance (an app may set its own), so no ClassVar here.
+    HORIZONTAL_BREAKPOINTS = [(0, "-narrow"), (84, "-wide")]  # noqa: RUF012
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (24, "-tall")]  # noqa: RUF012
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Stop", show=False),
         Binding("ctrl+c", "cancel", "Stop", priority=True, show=False),
@@ -112,7 +118,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         *,
         engine: Engine | None = None,
         engine_factory: parts.EngineFactory | None = None,
-        session: Any = None,
+        session: Session | None = None,
         session_factory: parts.SessionFactory | None = None,
         sampler_factory: parts.SamplerFactory | None = None,
         history: PromptHistory | None = None,
@@ -120,7 +126,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         super().__init__()
         self.settings = settings
         self.engine: Engine | None = engine
-        self.session: Any = session
+        self.session: Session | None = session
         self.sampler: parts.Sampler | None = None
         self._engine_factory = engine_factory
         self._session_factory = session_factory or parts.default_session
@@ -132,7 +138,6 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self._background: threading.Event | None = None  # set while summaries run after a turn
         self._owned_engine: Engine | None = None  # loaded here, so closed here
         self._reply: Reply | None = None
-        self._last_eviction: Any = None
         self._sampling = False
         self._last_sample = 0.0
         self._streamed_tokens = 0
@@ -254,10 +259,10 @@ class LocalctxApp(SlashCommands, App[str | None]):
         # it is released: `ready` is never shown while the model is held.
         with self._work(activity, cancel) as work_id, self.model_lock:
             self._cancel = cancel
-            supervise = getattr(self.session, "supervised", None)
+            session = self.session
             scope = (
-                supervise(cancel, lambda p: self.post_message(WorkProgressed(p, work_id)))
-                if supervise is not None
+                session.supervised(cancel, lambda p: self.post_message(WorkProgressed(p, work_id)))
+                if session is not None
                 else contextlib.nullcontext()
             )
             try:
@@ -296,7 +301,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         if work_id is None and self._activities:
             work_id = next(reversed(self._activities))
         if work_id in self._activities:
-            self._activities[work_id] = text  # type: ignore[index]
+            self._activities[work_id] = text
         self._show_state()
 
     # ------------------------------------------------------------------ model loading
@@ -354,15 +359,14 @@ class LocalctxApp(SlashCommands, App[str | None]):
                         self._owned_engine = new_engine
                     engine = new_engine
                 session = self._make_session(engine, settings, work_id)
-                if carry and getattr(session, "store", None) is None and not session.messages:
+                if carry and session.store is None and not session.messages:
                     session.messages.extend(carry)  # a storeless session cannot resume by name
-                if settings.session_name is None and getattr(session, "name", None):
+                if settings.session_name is None and session.name:
                     settings = replace(settings, session_name=session.name)
                 sampler = self._sampler_factory(engine, session)
-                supervise = getattr(session, "supervised", None)
                 report = lambda p: self.post_message(WorkProgressed(p, work_id))  # noqa: E731
                 try:
-                    with supervise(cancel, report) if supervise else contextlib.nullcontext():
+                    with session.supervised(cancel, report):
                         parts.prepare(session)
                 except Cancelled:  # Ctrl+Q while the context was being built
                     notices.append("the context is built at the first message")
@@ -374,7 +378,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
             finally:
                 self._cancel = None
 
-    def _make_session(self, engine: Engine, settings: ChatSettings, work_id: int) -> Any:
+    def _make_session(self, engine: Engine, settings: ChatSettings, work_id: int) -> Session:
         if self._session_factory is not parts.default_session:
             return self._session_factory(engine, settings)
 
@@ -391,18 +395,18 @@ class LocalctxApp(SlashCommands, App[str | None]):
         engine = message.engine
         status = self.widget(StatusLine)
         self._show_settings(status)
-        status.model = self.settings.model_name or getattr(engine, "model_name", "") or "model"
+        status.model = self.settings.model_name or engine.model_name or "model"
         info = engine.backend_info()
         status.backend = str(info.get("backend", ""))
         status.n_ctx = engine.n_ctx
-        window = getattr(getattr(message.session, "policy", None), "window", None)
-        status.window = window or self.settings.window
+        policy = message.session.policy
+        status.window = (policy.window if policy is not None else None) or self.settings.window
         status.session_name = self.settings.session_name or ""
         self.widget(PromptInput).window = status.window
         self.log.info(f"model ready in {message.seconds:.2f} s")
         transcript = self.widget(Transcript)
         if not transcript.children:
-            past = list(getattr(message.session, "messages", []))
+            past = list(message.session.messages)
             if len(past) > RESUMED_MESSAGES_SHOWN:
                 hidden = len(past) - RESUMED_MESSAGES_SHOWN
                 await transcript.add(Notice(f"{hidden} earlier messages are in memory (F3)"))
@@ -417,17 +421,17 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self._refresh_context()
         self._last_sample = 0.0
 
-    async def _show_past_message(self, transcript: Transcript, m: Any) -> None:
-        if m.get("role") == "user":
-            await transcript.add(UserMessage(m.get("content", "")))
-        elif m.get("role") == "assistant":
+    async def _show_past_message(self, transcript: Transcript, m: ChatMessage) -> None:
+        if m["role"] == "user":
+            await transcript.add(UserMessage(m["content"]))
+        elif m["role"] == "assistant":
             reply = await transcript.start_reply()
-            await reply.write(m.get("content", ""))
+            await reply.write(m["content"])
             await reply.finish()
 
     def _take_notices(self) -> list[str]:
         """Notices the session collected (snapshot fallbacks …), each shown once."""
-        notices = getattr(self.session, "notices", None)
+        notices = self.session.notices if self.session is not None else []
         if not notices:
             return []
         taken = list(notices)
@@ -497,57 +501,50 @@ class LocalctxApp(SlashCommands, App[str | None]):
             sampling = sampling or self.settings.sampling
             if replace_last and text:  # an edit: the old exchange goes, the new text is sent
                 session.retract_last_turn()
-                events = session.stream(text, sampling, cancel=cancel)
-            elif replace_last:  # regenerate: the same context answers again, not re-read
-                events = session.regenerate(sampling, cancel=cancel)
-            else:
-                events = session.stream(text, sampling, cancel=cancel)
+            # The turn's typed events (Session.turn); a regenerate answers again from the
+            # same context, without reading the message again.
+            events = session.turn(
+                None if replace_last and not text else text, sampling, cancel=cancel
+            )
             self.post_message(GenerationStarted(text))
             batcher = TokenBatcher(self.settings.token_flush_interval)
+            result: TurnResult | None = None
             try:
                 for event in events:
-                    flushed = batcher.add(event.text, time.monotonic())
-                    if flushed is not None:
-                        self.post_message(TokensGenerated(*flushed))
-                        self._check_eviction(session)
+                    if isinstance(event, turns.TokensGenerated):
+                        flushed = batcher.add(event.text, time.monotonic())
+                        if flushed is not None:
+                            self.post_message(TokensGenerated(*flushed))
+                    elif isinstance(event, turns.SegmentEvicted):
+                        self.post_message(SegmentEvicted(event.report))
+                    elif isinstance(event, turns.TurnFinished):
+                        result = event.result
             except Cancelled:
                 self.post_message(PromptWithdrawn(text))
                 raise
+            finally:
+                events.close()
             tail = batcher.flush()
             if tail is not None:
                 self.post_message(TokensGenerated(*tail))
-            self._check_eviction(session)
-            stats = engine.stats
-            figures = TurnFigures(
-                prompt_tokens=getattr(session, "_last_prompt_tokens", stats.prefill_tokens),
-                completion_tokens=stats.decode_tokens,
-                prefill_tps=stats.prefill_tps,
-                decode_tps=stats.decode_tps,
-                stop_reason="cancelled" if cancel.is_set() else stats.stop_reason,
-                max_tokens=sampling.max_tokens,
-                note=note,
-            )
+            assert result is not None  # the last event of a turn that did not raise
+            if cancel.is_set():
+                result = replace(result, stop_reason="cancelled")
+            figures = TurnFigures(result, max_tokens=sampling.max_tokens, note=note)
             self.post_message(GenerationFinished(figures))
             if not cancel.is_set():
                 self._summarize_pending(session, cancel)
 
-    def _check_eviction(self, session: Any) -> None:
-        eviction = getattr(session, "last_eviction", None)
-        if eviction is not None and eviction is not self._last_eviction:
-            self._last_eviction = eviction
-            self.post_message(SegmentEvicted(eviction))
-
-    def _summarize_pending(self, session: Any, cancel: threading.Event) -> None:
+    def _summarize_pending(self, session: Session, cancel: threading.Event) -> None:
         """(Thread, model lock held) Summaries of evicted text are written right after a turn,
         so the next turn does not wait for them; a few segments at a time, and sending the
         next message (or Esc) stops them between segments (each summary is one short
         generation, ~1-3 s for the default model on 2 cores)."""
-        summarize = getattr(session, "summarize_pending", None)
-        if summarize is None or getattr(session, "store", None) is None:
+        if session.store is None:
             return
         self._background = cancel
         try:
-            if summarize(SUMMARIES_PER_TURN):
+            if session.summarize_pending(SUMMARIES_PER_TURN):
                 self.post_message(ContextChanged())
         except Cancelled:
             self.post_message(ContextChanged())  # the rest stay pending for the next turn
@@ -572,15 +569,16 @@ class LocalctxApp(SlashCommands, App[str | None]):
     async def on_generation_finished(self, message: GenerationFinished) -> None:
         if not self.chat_visible:
             return
-        f = message.figures
-        self._turn_figures = f
+        figures = message.figures
+        self._turn_figures = figures
+        f = figures.result
         stopped = " · stopped" if f.stop_reason == "cancelled" else ""
         cut = (
-            f" · stopped at max_tokens {f.max_tokens:,} (/set max_tokens N for longer)"
+            f" · stopped at max_tokens {figures.max_tokens:,} (/set max_tokens N for longer)"
             if f.stop_reason == "length"
             else ""
         )
-        note = f" · {f.note}" if f.note else ""
+        note = f" · {figures.note}" if figures.note else ""
         footer = (
             f"{f.prompt_tokens:,} tokens in context · {f.completion_tokens:,} reply tokens · "
             f"prefill {f.prefill_tps:.0f} tok/s · decode {f.decode_tps:.1f} tok/s"
@@ -678,8 +676,8 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self.report(describe_copy(label, text, path), title="copy")
 
     async def action_regenerate(self) -> None:
-        messages = getattr(self.session, "messages", None) or []
-        if not any(m.get("role") == "user" for m in messages):
+        messages = self.session.messages if self.session is not None else []
+        if not any(m["role"] == "user" for m in messages):
             self.report("nothing to regenerate yet: send a message first", severity="warning")
             return
         if not self._can_start_turn():
@@ -696,8 +694,8 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self.run_turn("", replace_last=True, sampling=sampling, note=note)
 
     def action_edit_last(self) -> None:
-        messages = getattr(self.session, "messages", None) or []
-        last = next((m["content"] for m in reversed(messages) if m.get("role") == "user"), None)
+        messages = self.session.messages if self.session is not None else []
+        last = next((m["content"] for m in reversed(messages) if m["role"] == "user"), None)
         if last is None:
             self.report("nothing to edit yet: send a message first", severity="warning")
             return
@@ -745,7 +743,8 @@ class LocalctxApp(SlashCommands, App[str | None]):
         figures = self._turn_figures
         if figures is not None and not self.generating:
             # The last turn's throughput: the summarizer's decoding is not a turn.
-            view = replace(view, prefill_tps=figures.prefill_tps, decode_tps=figures.decode_tps)
+            done = figures.result
+            view = replace(view, prefill_tps=done.prefill_tps, decode_tps=done.decode_tps)
         self.widget(GaugePanel).view = view
         self.widget(GaugeLine).view = view
         if view.window:
@@ -842,7 +841,7 @@ def make_app(
     *,
     engine: Engine | None = None,
     engine_factory: parts.EngineFactory | None = None,
-    session: Any = None,
+    session: Session | None = None,
     session_factory: parts.SessionFactory | None = None,
     sampler_factory: parts.SamplerFactory | None = None,
     history: PromptHistory | None = None,

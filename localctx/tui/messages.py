@@ -8,16 +8,23 @@ one instead of replaying old memory figures.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual.message import Message
+
+from localctx.engine.base import Engine
+from localctx.turns import EvictionReport, TurnResult
+
+if TYPE_CHECKING:
+    from localctx.gauge import GaugeReading
+    from localctx.session import Session
 
 
 class ModelLoaded(Message):
     """A model finished loading; the session built on it is ready for turns."""
 
     def __init__(
-        self, engine: Any, session: Any, seconds: float, notices: list[str] | None = None
+        self, engine: Engine, session: Session, seconds: float, notices: list[str] | None = None
     ) -> None:
         super().__init__()
         self.engine = engine
@@ -66,11 +73,9 @@ class TokensGenerated(Message):
 
 @dataclass(frozen=True)
 class TurnFigures:
-    prompt_tokens: int
-    completion_tokens: int
-    prefill_tps: float
-    decode_tps: float
-    stop_reason: str
+    """A finished turn: the session's own figures, and what the UI adds to them."""
+
+    result: TurnResult
     max_tokens: int = 0  # the limit the reply ran under (said when it was hit)
     note: str = ""  # e.g. "regenerated (temperature 0.8, seed 123)"
 
@@ -84,17 +89,17 @@ class GenerationFinished(Message):
 
 
 class SegmentEvicted(Message):
-    """The sink window evicted a block; `segment` is the EvictedSegment (text, positions)."""
+    """The sink window evicted a block; `report` says how much and its text (turns)."""
 
-    def __init__(self, segment: Any) -> None:
+    def __init__(self, report: EvictionReport) -> None:
         super().__init__()
-        self.segment = segment
+        self.report = report
 
 
 class GaugeSampled(Message):
     """A fresh gauge reading. Replaceable: only the newest pending reading is drawn."""
 
-    def __init__(self, reading: Any) -> None:
+    def __init__(self, reading: GaugeReading) -> None:
         super().__init__()
         self.reading = reading
 

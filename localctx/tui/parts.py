@@ -13,23 +13,28 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from localctx.engine.base import Engine, EngineSettings
 from localctx.errors import BadInput
 from localctx.kv.scoring import needs_queries
 from localctx.tui.settings import ChatSettings
 
+if TYPE_CHECKING:  # imported where used: the session pulls in the memory tiers
+    from localctx.gauge import GaugeReading
+    from localctx.memory.recall import RecallStore
+    from localctx.session import Session
+
 EngineFactory = Callable[[EngineSettings], Engine]
-SessionFactory = Callable[[Engine, ChatSettings], Any]
+SessionFactory = Callable[[Engine, ChatSettings], "Session"]
 IngestProgress = Callable[[int, "int | None", str], None]  # files seen, total, current file
 
 
 class Sampler(Protocol):
-    def sample(self) -> Any: ...
+    def sample(self) -> GaugeReading: ...
 
 
-SamplerFactory = Callable[[Engine, Any], Sampler]
+SamplerFactory = Callable[[Engine, "Session | None"], Sampler]
 
 
 class NoMemoryStore(BadInput):
@@ -39,9 +44,10 @@ class NoMemoryStore(BadInput):
 # ------------------------------------------------------------------ model and session
 def default_session(
     engine: Engine, settings: ChatSettings, progress: IngestProgress | None = None
-) -> Any:
+) -> Session:
     """A session over the on-disk stores: resumed by name, with the repo attached if any
-    (ingested first when it changed: `progress` hears each file)."""
+    (ingested first when it changed: `progress` hears each file). The session owns both:
+    its `close` releases them."""
     from localctx.session import Session
 
     repo = None
@@ -61,6 +67,7 @@ def default_session(
         repo=repo,
         evict=settings.evict,
         recent=settings.recent,
+        owns_repo=repo is not None,
     )
 
 
@@ -69,27 +76,19 @@ def new_session_name() -> str:
     return time.strftime("session-%Y%m%d-%H%M%S-") + secrets.token_hex(2)
 
 
-def close_session(session: Any) -> list[str]:
-    """Save the session's KV snapshot and close its stores; returns notices worth showing."""
+def close_session(session: Session | None) -> list[str]:
+    """Save the session's KV snapshot and release what it opened (Session.close: whoever
+    opens a store closes it); returns notices worth showing."""
     if session is None:
         return []
-    close = getattr(session, "close", None)
-    if close is not None:
-        close()
-    notices = list(getattr(session, "notices", []) or [])
-    for owner in (session, getattr(session, "repo", None)):
-        store = getattr(owner, "store", None)
-        if store is not None and hasattr(store, "close"):
-            store.close()
-    return notices
+    session.close()
+    return list(session.notices)
 
 
-def prepare(session: Any) -> None:
+def prepare(session: Session) -> None:
     """Start or resume the context now (pinned region, replayed history, pending summaries),
     so the first answer does not pay for it and the gauge shows the layout at once."""
-    prepare_turn = getattr(session, "prepare_turn", None)
-    if prepare_turn is not None:
-        prepare_turn()
+    session.prepare_turn()
 
 
 class SessionGauge:
@@ -100,23 +99,23 @@ class SessionGauge:
     seen and evictions are the session's totals, so a rebuild does not reset them.
     """
 
-    def __init__(self, engine: Engine, session: Any) -> None:
+    def __init__(self, engine: Engine, session: Session | None) -> None:
         from localctx.gauge import GaugeSampler
 
         self.session = session
-        self.sampler = GaugeSampler(engine, policy=getattr(session, "policy", None))
+        self.sampler = GaugeSampler(engine, policy=session.policy if session else None)
 
-    def sample(self) -> Any:
-        self.sampler.policy = getattr(self.session, "policy", None)
+    def sample(self) -> GaugeReading:
+        session = self.session
+        self.sampler.policy = session.policy if session is not None else None
         reading = self.sampler.sample()
-        totals = getattr(self.session, "stream_totals", None)
-        if totals is None or self.sampler.policy is None:
+        if session is None or self.sampler.policy is None:
             return reading
-        seen, evictions = totals()  # over the session: a rebuild restarts the window's own
+        seen, evictions = session.stream_totals()  # a rebuild restarts the window's own
         return replace(reading, kv=replace(reading.kv, tokens_seen=seen, evictions=evictions))
 
 
-def default_sampler(engine: Engine, session: Any) -> Sampler:
+def default_sampler(engine: Engine, session: Session | None) -> Sampler:
     return SessionGauge(engine, session)
 
 
@@ -143,50 +142,55 @@ def reload_settings(settings: ChatSettings, **changes: Any) -> ChatSettings:
 
 
 # ------------------------------------------------------------------ memory
-def _store(session: Any, what: str) -> Any:
-    store = getattr(session, "store", None)
+def _loaded(session: Session | None) -> Session:
+    if session is None:
+        raise BadInput("no session: the model is not loaded")
+    return session
+
+
+def _store(session: Session, what: str) -> RecallStore:
+    store = session.store
     if store is None:
         raise NoMemoryStore(f"{what} needs a memory store; this session was opened without one")
     return store
 
 
-def remember(session: Any, text: str) -> str:
+def remember(session: Session | None, text: str) -> str:
+    session = _loaded(session)
     _store(session, "/remember")
     cid = session.remember(text)
     total = core_total(session)
     return f"pinned to core memory as `c{cid}` (in context from the next turn; {total}): {text}"
 
 
-def core_total(session: Any) -> str:
+def core_total(session: Session) -> str:
     """`core memory 45/128 tokens`: core memory is in every context, so its size is shown."""
-    tokens = getattr(session, "core_tokens", None)
-    budget = getattr(session, "core_budget", None)
-    if tokens is None or budget is None:
-        return "core memory"
-    return f"core memory {tokens():,}/{budget:,} tokens"
+    return f"core memory {session.core_tokens():,}/{session.core_budget:,} tokens"
 
 
-def forget(session: Any, target: str) -> str:
+def forget(session: Session | None, target: str) -> str:
+    session = _loaded(session)
     _store(session, "/forget")
-    gone = session.forget(target)
-    ids = list(getattr(gone, "ids", ()))
+    ids = list(session.forget(target).ids)
     if not ids:
         return f"nothing in memory matches `{target}`"
     shown = ", ".join(f"`{i}`" for i in ids[:12]) + (" …" if len(ids) > 12 else "")
     return f"forgot {len(ids)} item{'s' if len(ids) != 1 else ''}: {shown}"
 
 
-def recall(session: Any, query: str, k: int = 8) -> list[Any]:
+def recall(session: Session | None, query: str, k: int = 8) -> list[Any]:
     """What memory holds for `query`: recall-store hits, then repo chunks when one is attached."""
+    session = _loaded(session)
     hits: list[Any] = list(_store(session, "/recall").search(query, k))
-    repo = getattr(session, "repo", None)
+    repo = session.repo
     if repo is not None:
         hits.extend(repo.search(query, k))
     return hits
 
 
-def memory_rows(session: Any, query: str, limit: int = 200) -> list[Any]:
+def memory_rows(session: Session | None, query: str, limit: int = 200) -> list[Any]:
     """Rows for the memory screen: search results for `query`, or the newest items."""
+    session = _loaded(session)
     if query:
         return recall(session, query, k=50)
     return list(_store(session, "the memory screen").list_items(limit))
@@ -246,21 +250,21 @@ def plan_markdown(settings: ChatSettings) -> str:
     return "\n".join(lines)
 
 
-def save_session(session: Any) -> str:
+def save_session(session: Session) -> str:
     """On quit or /session: write the KV snapshot and say what was kept, and how to resume."""
-    if getattr(session, "store", None) is None:
+    if session.store is None:
         close_session(session)
         return "this session had no memory store; nothing was saved"
     notices = close_session(session)
-    name = getattr(session, "name", "") or "session"
-    kept = f"session `{name}` saved ({len(getattr(session, 'messages', []))} messages)"
+    name = session.name or "session"
+    kept = f"session `{name}` saved ({len(session.messages)} messages)"
     return "; ".join([kept, *notices]) + f"\nresume it with: localctx chat --session {name}"
 
 
-def kept_without_snapshot(session: Any) -> str:
+def kept_without_snapshot(session: Session | None) -> str:
     """Ctrl+Q while the model could not be stopped (a model still loading): the messages are
     committed as they are written, only the KV snapshot is missing."""
-    name = getattr(session, "name", "") or "session"
+    name = (session.name if session is not None else None) or "session"
     return (
         f"session `{name}`: its messages are kept; the KV snapshot was not written (the model "
         f"was busy), so resuming re-reads the newest messages\n"

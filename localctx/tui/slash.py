@@ -31,10 +31,17 @@ from localctx.tui.messages import CommandAnswered, IngestFinished, IngestProgres
 from localctx.tui.views import snippet_of
 from localctx.tui.widgets.chat.transcript import CommandAnswer, Transcript
 
-if TYPE_CHECKING:
-    from localctx.tui.app import LocalctxApp
+if TYPE_CHECKING:  # the app's own type: the mixin is checked as part of a Textual App
+    import contextlib
+    import threading
 
-    _Base = LocalctxApp
+    from textual.app import App
+
+    from localctx.session import Session
+    from localctx.tui.commands import CopyTarget
+    from localctx.tui.settings import ChatSettings
+
+    _Base = App[str | None]
 else:
     _Base = object
 
@@ -60,6 +67,53 @@ def recall_markdown(query: str, hits: list[Any]) -> str:
 
 
 class SlashCommands(_Base):
+    """The slash commands of LocalctxApp (localctx.tui.app), which it is mixed into; what it
+    uses of the app is declared here, so this module never imports the app."""
+
+    settings: ChatSettings
+    session: Session | None
+    loading: bool
+    generating: bool
+
+    if TYPE_CHECKING:  # defined by LocalctxApp
+
+        @property
+        def chat_visible(self) -> bool: ...
+        def widget(self, kind: type[Any]) -> Any: ...
+        def report(self, text: str, *, severity: str = "information", title: str = "") -> None: ...
+        def load_model(
+            self,
+            settings: ChatSettings,
+            *,
+            reuse_engine: bool = False,
+            resolve: bool = False,
+            carry: list[Any] | None = None,
+            activity: str = "loading the model…",
+        ) -> Any: ...
+        def _open(
+            self,
+            settings: ChatSettings,
+            *,
+            reuse_engine: bool = False,
+            resolve: bool = False,
+            carry: list[Any] | None = None,
+            activity: str = "loading the model…",
+        ) -> None: ...
+        def _offer_pull(self, entry: Any = None) -> None: ...
+        def _work(
+            self, activity: str, cancel: threading.Event | None = None
+        ) -> contextlib.AbstractContextManager[int]: ...
+        def _model_work(
+            self, activity: str
+        ) -> contextlib.AbstractContextManager[tuple[threading.Event, int]]: ...
+        def _set_activity(self, text: str, work_id: int | None = None) -> None: ...
+        def _take_notices(self) -> list[str]: ...
+        def _refresh_context(self) -> None: ...
+        def copy_out(self, target: CopyTarget) -> None: ...
+        async def action_regenerate(self) -> None: ...
+        def action_edit_last(self) -> None: ...
+        def action_memory(self) -> None: ...
+
     async def run_command(self, text: str) -> None:
         parsed = parse_command(text)
         if isinstance(parsed, CommandError):
@@ -238,7 +292,7 @@ class SlashCommands(_Base):
         sampling = self.settings.sampling
         if parsed is not None:
             name, value = parsed
-            sampling = replace(sampling, **{name: value})
+            sampling = replace(sampling, **{name: value})  # type: ignore[arg-type]  # /set names a field
             self.settings = replace(self.settings, sampling=sampling)
             self._remember_choice(**{name: value})
         await self._answer(

@@ -69,8 +69,10 @@ def _as_mapping(reading: Any) -> Mapping[str, Any]:
     if isinstance(reading, Mapping):
         return reading
     if hasattr(reading, "to_json"):
-        return reading.to_json()
-    return vars(reading)
+        json: Mapping[str, Any] = reading.to_json()
+        return json
+    fields: Mapping[str, Any] = vars(reading)
+    return fields
 
 
 def _pick(data: Mapping[str, Any], *names: str) -> Any:
