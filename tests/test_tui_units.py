@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from pathlib import Path
 
+from localctx.engine.base import EngineSettings
+from localctx.engine.fake import FakeEngine
 from localctx.gauge import GaugeReading, KvReading, RamReading
 from localctx.memory.archival import ArchivalHit
-from localctx.memory.recall import RecallHit
+from localctx.memory.recall import RecallHit, RecallStore
 from localctx.memory.retrieval import RecalledItem
 from localctx.planner.devices import GpuMemory
-from localctx.session import EvictionReport
+from localctx.session import EvictionReport, Session
 from localctx.tui.commands import COMMANDS, Command, CommandError, is_command, parse_command
 from localctx.tui.streaming import TokenBatcher
 from localctx.tui.views import context_view, gauge_view, snippet_of
@@ -143,9 +145,9 @@ def _reading(vram: tuple[GpuMemory, ...] | None = None) -> GaugeReading:
     )
 
 
-def test_gauge_view_reads_a_gauge_reading_and_its_json() -> None:
+def test_gauge_view_reads_a_gauge_reading() -> None:
     gpus = (GpuMemory(0, "a", 10, 100), GpuMemory(1, "b", 5, 100))
-    for reading in (_reading(gpus), _reading(gpus).to_json()):
+    for reading in (_reading(gpus),):
         view = gauge_view(reading)
         assert view.cells_held == 50 and view.kv_used_bytes == 100 and view.kv_bytes == 200
         assert view.kv_cells["sink"] == 4 and view.kv_cells["free"] == 50
@@ -160,18 +162,17 @@ def test_gauge_view_reads_a_gauge_reading_and_its_json() -> None:
     assert empty.cells_held == 0 and empty.backend == "—"
 
 
-def test_context_view_reads_what_the_session_has() -> None:
+def test_context_view_reads_what_the_session_has(tmp_path: Path) -> None:
     assert context_view(None).recalled == ()
-    session = SimpleNamespace(
-        last_recall=[
-            RecalledItem("archival", "repo:src/app.py:10-42", "def main(): ...", 3.0, 12),
-            RecalledItem("recall", "s3", "we chose q8_0", 2.0, 5),
-        ],
-        running_summary="The user asked about KV types.",
-        last_eviction=EvictionReport(7, 512, "The first   message was long", None),
-        core=[(1, "the depot code is 4471")],
-        store=object(),
-    )
+    engine = FakeEngine(EngineSettings(model_path=Path("fake.gguf"), n_ctx=2048))
+    session = Session(engine, store=RecallStore(tmp_path / "recall.sqlite3"), name="t")
+    session.last_recall = [
+        RecalledItem("archival", "repo:src/app.py:10-42", "def main(): ...", 3.0, 12),
+        RecalledItem("recall", "s3", "we chose q8_0", 2.0, 5),
+    ]
+    session.running_summary = "The user asked about KV types."
+    session.last_eviction = EvictionReport(7, 512, "The first   message was long", None)
+    session.core = [(1, "the depot code is 4471")]
     view = context_view(session)
     assert [s.source for s in view.recalled] == ["src/app.py:10-42", "segment s3"]
     assert view.recalled[0].tokens == 12
@@ -180,8 +181,10 @@ def test_context_view_reads_what_the_session_has() -> None:
     assert view.eviction_text == "The first message was long"
     assert view.eviction_summary is None and view.summaries_written
     assert view.pinned == ("the depot code is 4471",)
+    assert view.core_tokens == session.core_tokens() > 0
     session.last_eviction = EvictionReport(8, 128, "scattered … cells", None, runs=5)
     assert context_view(session).eviction == "segment s8: 128 tokens in 5 scattered runs"
+    assert context_view(Session(engine)).summaries_written is False  # no store
 
 
 def test_source_labels_for_store_hits() -> None:

@@ -24,11 +24,12 @@ import time
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from textual import work
 from textual.app import App
 from textual.binding import Binding, BindingType
+from textual.widget import Widget
 from textual.worker import Worker, WorkerState
 
 from localctx import turns
@@ -59,10 +60,6 @@ from localctx.tui.screens.memory import MemoryScreen
 from localctx.tui.screens.pull import PullScreen
 from localctx.tui.settings import ChatSettings
 from localctx.tui.slash import SlashCommands
-from localctx.turns import TurnResult
-
-if TYPE_CHECKING:  # the session is imported where it is built (parts): it loads the tiers
-    from localctx.session import Session
 from localctx.tui.streaming import TokenBatcher
 from localctx.tui.views import context_view, gauge_view
 from localctx.tui.widgets.chat.prompt import PromptHistory, PromptInput
@@ -76,6 +73,12 @@ from localctx.tui.widgets.chat.transcript import (
 )
 from localctx.tui.widgets.context.panel import ContextPanel
 from localctx.tui.widgets.gauge.panel import GaugeLine, GaugePanel
+from localctx.turns import TurnResult
+
+if TYPE_CHECKING:  # the session is imported where it is built (parts): it loads the tiers
+    from localctx.session import Session
+
+W = TypeVar("W", bound=Widget)  # what `widget` finds on the chat screen
 
 # Closing the engine while a worker still decodes would free memory it is using; on exit we
 # wait this long for the model lock. Every model worker stops within one batch once asked,
@@ -161,7 +164,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
                 return screen
         raise RuntimeError("the chat screen is not mounted")
 
-    def widget(self, kind: type[Any]) -> Any:
+    def widget(self, kind: type[W]) -> W:
         return self._chat_screen().query_one(kind)
 
     @property

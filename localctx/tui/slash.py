@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from textual import work
 
@@ -36,12 +36,14 @@ if TYPE_CHECKING:  # the app's own type: the mixin is checked as part of a Textu
     import threading
 
     from textual.app import App
+    from textual.widget import Widget
 
     from localctx.session import Session
     from localctx.tui.commands import CopyTarget
     from localctx.tui.settings import ChatSettings
 
     _Base = App[str | None]
+    W = TypeVar("W", bound=Widget)
 else:
     _Base = object
 
@@ -79,7 +81,7 @@ class SlashCommands(_Base):
 
         @property
         def chat_visible(self) -> bool: ...
-        def widget(self, kind: type[Any]) -> Any: ...
+        def widget(self, kind: type[W]) -> W: ...
         def report(self, text: str, *, severity: str = "information", title: str = "") -> None: ...
         def load_model(
             self,

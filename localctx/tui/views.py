@@ -1,15 +1,19 @@
 """What the panels draw, as plain data built from the headless parts' objects (pure).
 
-The gauge reading and the session's memory state come from packages that do not know the UI;
-these functions read them by name and tolerate a missing field (drawn as "—"), so a reading
-from an older or newer core never breaks the screen. Widgets render only these views.
+The gauge reading (one type, GaugeReading, from the sampler to here) and the session's memory
+state come from packages that do not know the UI; these functions turn them into what each
+panel draws. Widgets render only these views.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from localctx.gauge import GaugeReading
+    from localctx.session import Session
 
 REGIONS = ("sink", "pinned", "recalled", "window", "free")
 
@@ -63,74 +67,48 @@ class GaugeView:
         return int(self.window * self.bytes_per_token)
 
 
-def _as_mapping(reading: Any) -> Mapping[str, Any]:
+def gauge_view(reading: GaugeReading | None) -> GaugeView:
+    """A GaugeReading (the sampler's, one type from the core to here) -> what the gauge panel
+    draws; None (nothing sampled yet) draws dashes."""
     if reading is None:
-        return {}
-    if isinstance(reading, Mapping):
-        return reading
-    if hasattr(reading, "to_json"):
-        json: Mapping[str, Any] = reading.to_json()
-        return json
-    fields: Mapping[str, Any] = vars(reading)
-    return fields
-
-
-def _pick(data: Mapping[str, Any], *names: str) -> Any:
-    """The first present, non-None value among dotted names ("kv.cells.sink")."""
-    for name in names:
-        node: Any = data
-        for part in name.split("."):
-            node = node.get(part) if isinstance(node, Mapping) else None
-            if node is None:
-                break
-        if node is not None:
-            return node
-    return None
-
-
-def gauge_view(reading: Any) -> GaugeView:
-    """A GaugeReading (or its to_json() dict) -> what the gauge panel draws."""
-    d = _as_mapping(reading)
-    cells = {r: int(_pick(d, f"kv.regions.{r}", f"kv.cells.{r}") or 0) for r in REGIONS}
-    n_ctx = int(_pick(d, "kv.n_ctx") or sum(cells.values()))
-    held = int(_pick(d, "kv.cells_used") or 0) or sum(v for k, v in cells.items() if k != "free")
-    window = _pick(d, "kv.window")
-    if not cells["free"] and (window or n_ctx):
-        cells["free"] = max((window or n_ctx) - held, 0)  # the bar's own measure (see bar_cells)
+        return GaugeView()
+    kv = reading.kv
+    cells = {r: int(kv.regions.get(r, 0)) for r in REGIONS}
+    n_ctx = kv.n_ctx or sum(cells.values())
+    held = kv.cells_used or sum(v for k, v in cells.items() if k != "free")
+    if not cells["free"] and (kv.window or n_ctx):
+        cells["free"] = max((kv.window or n_ctx) - held, 0)  # the bar's own measure (bar_cells)
     vram_used = vram_total = None
-    vram = _pick(d, "vram")
-    if isinstance(vram, list) and vram:
-        vram_used = sum(int(g.get("used_bytes", 0)) for g in vram)
-        vram_total = sum(int(g.get("total_bytes", 0)) for g in vram)
-    elif _pick(d, "unified_memory") is not None:  # Apple: one pool for CPU and GPU
-        vram_used = _pick(d, "unified_memory.used_bytes")
-        vram_total = _pick(d, "unified_memory.total_bytes")
-    tiers = _pick(d, "store_bytes", "stores") or {}
-    type_k, type_v = _pick(d, "kv.type_k", "kv.type"), _pick(d, "kv.type_v")
-    kv_type = f"{type_k}/{type_v}" if type_v and type_v != type_k else str(type_k or "")
+    if reading.vram:
+        vram_used = sum(g.used_bytes for g in reading.vram)
+        vram_total = sum(g.total_bytes for g in reading.vram)
+    elif reading.unified_memory is not None:  # Apple: one pool for CPU and GPU
+        vram_used = reading.unified_memory.used_bytes
+        vram_total = reading.unified_memory.total_bytes
+    kv_type = f"{kv.type_k}/{kv.type_v}" if kv.type_v and kv.type_v != kv.type_k else kv.type_k
     return GaugeView(
-        backend=str(_pick(d, "backend") or "—"),
-        rss_bytes=_pick(d, "rss_bytes"),
-        ram_used=_pick(d, "ram.used_bytes", "ram.used"),
-        ram_total=_pick(d, "ram.total_bytes", "ram.total"),
+        backend=reading.backend or "—",
+        rss_bytes=reading.rss_bytes,
+        ram_used=reading.ram.used_bytes,
+        ram_total=reading.ram.total_bytes,
         vram_used=vram_used,
         vram_total=vram_total,
         kv_cells=cells,
         n_ctx=n_ctx,
-        kv_bytes=_pick(d, "kv.total_bytes", "kv.bytes"),
-        kv_used=_pick(d, "kv.used_bytes"),
-        bytes_per_token=_pick(d, "kv.bytes_per_token"),
+        kv_bytes=kv.total_bytes,
+        kv_used=kv.used_bytes,
+        bytes_per_token=kv.bytes_per_token,
         kv_type=kv_type,
-        window=window,
-        tokens_seen=int(_pick(d, "kv.tokens_seen") or 0),
+        window=kv.window,
+        tokens_seen=kv.tokens_seen,
         cells_held=held,
-        evictions=int(_pick(d, "kv.evictions") or 0),
-        fallback_used=bool(_pick(d, "kv.fallback_used")),
-        policy=str(_pick(d, "kv.policy") or ""),
-        gaps=int(_pick(d, "kv.gaps") or 0),
-        prefill_tps=_pick(d, "prefill_tps"),
-        decode_tps=_pick(d, "decode_tps"),
-        tiers={str(k): int(v) for k, v in dict(tiers).items() if isinstance(v, int | float)},
+        evictions=kv.evictions,
+        fallback_used=kv.fallback_used,
+        policy=kv.policy,
+        gaps=kv.gaps,
+        prefill_tps=reading.prefill_tps,
+        decode_tps=reading.decode_tps,
+        tiers=dict(reading.store_bytes),
     )
 
 
@@ -199,35 +177,30 @@ def snippet_of(item: Any) -> Snippet:
     return Snippet(source, str(text), _get(item, "n_tokens", "tokens"), code)
 
 
-def context_view(session: Any) -> ContextView:
-    """What the model sees for the last turn, read from the session (fields may be absent)."""
+def context_view(session: Session | None) -> ContextView:
+    """What the model sees for the last turn, read from the session."""
     if session is None:
         return ContextView()
-    recalled = tuple(snippet_of(i) for i in (getattr(session, "last_recall", None) or ()))
-    summary = getattr(session, "running_summary", None) or ""
-    eviction = getattr(session, "last_eviction", None)
+    recalled = tuple(snippet_of(i) for i in session.last_recall)
+    eviction = session.last_eviction
     line, text, eviction_summary = "", "", None
     if eviction is not None:
-        ident = _get(eviction, "segment_id", "seq")
-        n = _get(eviction, "n_tokens")
+        ident, n = eviction.segment_id, eviction.n_tokens
         line = f"segment s{ident}: {n} tokens" if ident is not None else f"{n} tokens"
-        runs = int(_get(eviction, "runs") or 1)
-        if runs > 1:
-            line += f" in {runs} scattered runs"
-        text = " ".join(str(_get(eviction, "text") or "").split())[:160]
-        eviction_summary = _get(eviction, "summary")
-    core = getattr(session, "core", None) or ()
-    pinned = tuple(str(c[1]) if isinstance(c, tuple) else str(c) for c in core)
-    count = getattr(session, "core_tokens", None)
-    core_tokens = count() if callable(count) and getattr(session, "store", None) else None
+        if eviction.runs > 1:
+            line += f" in {eviction.runs} scattered runs"
+        text = " ".join(eviction.text.split())[:160]
+        eviction_summary = eviction.summary
+    stored = session.store is not None
+    core_tokens = session.core_tokens() if stored else None
     return ContextView(
         recalled=recalled,
-        summary=str(summary),
+        summary=session.running_summary,
         eviction=line,
         eviction_text=text,
         eviction_summary=eviction_summary,
-        summaries_written=getattr(session, "store", None) is not None,
-        pinned=pinned,
+        summaries_written=stored,
+        pinned=tuple(text for _, text in session.core),
         core_tokens=core_tokens,
-        core_budget=getattr(session, "core_budget", None) if core_tokens is not None else None,
+        core_budget=session.core_budget if core_tokens is not None else None,
     )
