@@ -25,7 +25,7 @@ from localctx.errors import BadInput, Cancelled, EngineFailed
 from localctx.memory.explicit import forget_everywhere
 from localctx.memory.recall import Forgotten
 from localctx.session_base import SessionBase
-from localctx.turns import TokensGenerated, TurnEvent, note_owner, stored_last_turn
+from localctx.turns import TurnEvent, note_owner, stored_last_turn, token_view
 
 
 class HistoryEdits(SessionBase):
@@ -37,13 +37,7 @@ class HistoryEdits(SessionBase):
         message again: the last reply's tokens leave the end of the cache (its row the store)
         and the model answers anew. When the reply is not the end of the cache any more, the
         exchange is taken back and the message sent again. (`turn(None)` gives its events.)"""
-        events = self.turn(None, sampling, cancel=cancel)
-        try:
-            for event in events:
-                if isinstance(event, TokensGenerated):
-                    yield event.event
-        finally:
-            events.close()  # a caller that stops reading ends the turn now, not at collection
+        return token_view(self.turn(None, sampling, cancel=cancel))
 
     def _regenerate(
         self, sampling: Sampling, cancel: threading.Event | None

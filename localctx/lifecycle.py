@@ -20,6 +20,9 @@ class ContextLifecycle(SessionBase):
     def close(self) -> None:
         """Save the whole context as a KV snapshot for `--session` resume, then release what
         this session opened. Never raises: a failed snapshot is a notice. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             if self.ephemeral:
                 if self.store is not None:

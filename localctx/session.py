@@ -47,6 +47,7 @@ from localctx.turns import (
     TurnResult,
     cut_index,
     fresh_name,
+    token_view,
 )
 
 __all__ = ["DEFAULT_SYSTEM", "PLAIN_STOPS", "EvictionReport", "Session", "TurnResult"]
@@ -145,13 +146,7 @@ class Session(HistoryEdits, ContextLifecycle, MemoryTiers):
         the segments evicted meanwhile join it as they are written, and the answer closes it;
         a failure on the way (a full disk, a broken engine) takes it back (`_abandon_turn`).
         """
-        events = self.turn(user_text, sampling, cancel=cancel)
-        try:
-            for event in events:
-                if isinstance(event, TokensGenerated):
-                    yield event.event
-        finally:
-            events.close()  # a caller that stops reading ends the turn now, not at collection
+        return token_view(self.turn(user_text, sampling, cancel=cancel))
 
     def _stream(
         self, user_text: str, sampling: Sampling, cancel: threading.Event | None

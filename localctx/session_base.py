@@ -105,6 +105,7 @@ class SessionBase:
         self.context.on_segment = self._store_segment
         self._owns_repo = owns_repo
         self._owns_store = False
+        self._closed = False  # `close` ran: the stores this session opened are released
         self._sid = 0
         self._recalled_seq = 0
         self._recalled_ids: dict[int, set[str]] = {}  # recalled block owner -> item ids

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -115,6 +116,16 @@ class TurnFinished:
 
 
 TurnEvent = Recalled | TokensGenerated | SegmentEvicted | SummaryWritten | TurnFinished
+
+
+def token_view(events: Generator[TurnEvent, None, None]) -> Iterator[TokenEvent]:
+    """The reply's token events of a turn (`Session.stream`, `regenerate`)."""
+    try:
+        for event in events:
+            if isinstance(event, TokensGenerated):
+                yield event.event
+    finally:
+        events.close()  # a caller that stops reading ends the turn now, not at collection
 
 
 class MessageRows(Protocol):

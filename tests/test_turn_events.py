@@ -4,6 +4,7 @@ the real-model test is at the end."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,21 @@ def test_the_real_model_turn_events_agree_with_its_cache(smollm: object, tmp_pat
     assert held[-len(generated) :] == generated or held[1 - len(generated) :] == generated[:-1]
     assert events[-1].result.completion_tokens == len(generated)
     assert engine.cells_used <= 256
+
+
+def test_whoever_opens_a_store_closes_it(tmp_path: Path) -> None:
+    engine = fake()
+    opened = Session.open(engine, name="closing")  # LOCALCTX_HOME is a temporary directory
+    store = opened.store
+    assert store is not None
+    engine.enqueue("ok")
+    opened.ask("hello")
+    opened.close()
+    with pytest.raises(sqlite3.ProgrammingError):  # its connection is closed
+        store.messages(opened.session_id)
+    opened.close()  # idempotent
+    mine = RecallStore(tmp_path / "mine.sqlite3")
+    lent = Session(engine, store=mine, name="lent")
+    lent.close()
+    assert mine.messages(lent.session_id) == []  # a store passed in stays its caller's, open
+    mine.close()
