@@ -28,6 +28,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from localctx.errors import BadInput, EngineFailed
 
@@ -161,7 +162,8 @@ class _Ggml:
         fn.restype, fn.argtypes = restype, argtypes
         setattr(self, name, fn)
 
-    def proc(self, name: str, prototype: type) -> ctypes._CFuncPtr:  # type: ignore[name-defined]
+    def proc(self, name: str, prototype: Callable[[int], Callable[..., Any]]) -> Callable[..., Any]:
+        """The backend's function `name`, called through `prototype` (a ctypes CFUNCTYPE)."""
         address = self.ggml_backend_reg_get_proc_address(self.rpc_reg, name.encode())
         if not address:
             raise EngineFailed(f"this llama.cpp's RPC backend has no {name}; {REBUILD_HINT}")

@@ -96,6 +96,7 @@ def _from_language_pack(language: str) -> tree_sitter.Parser | None:
 
         if language not in pack.downloaded_languages():  # never trigger a download here
             return None
-        return pack.get_parser(language)  # type: ignore[no-any-return]
+        parser: tree_sitter.Parser = pack.get_parser(language)  # the pack is untyped here
+        return parser
     except Exception:  # any failure of an optional source means: no parser
         return None

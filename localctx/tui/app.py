@@ -76,6 +76,9 @@ from localctx.tui.widgets.gauge.panel import GaugeLine, GaugePanel
 from localctx.turns import TurnResult
 
 if TYPE_CHECKING:  # the session is imported where it is built (parts): it loads the tiers
+    from textual.notifications import SeverityLevel
+
+    from localctx.models.catalogue import ModelEntry
     from localctx.session import Session
 
 W = TypeVar("W", bound=Widget)  # what `widget` finds on the chat screen
@@ -210,7 +213,7 @@ class LocalctxApp(SlashCommands, App[str | None]):
         status.window = self.settings.window
         status.repo = Path(self.settings.repo).name if self.settings.repo else ""
 
-    def _offer_pull(self, entry: Any = None) -> None:
+    def _offer_pull(self, entry: ModelEntry | None = None) -> None:
         from localctx.models.catalogue import Catalogue
 
         entry = entry or Catalogue.load().default
@@ -231,9 +234,11 @@ class LocalctxApp(SlashCommands, App[str | None]):
         self.push_screen(PullScreen(entry), pulled)
 
     # ------------------------------------------------------------------ what is going on
-    def report(self, text: str, *, severity: str = "information", title: str = "") -> None:
+    def report(
+        self, text: str, *, severity: SeverityLevel = "information", title: str = ""
+    ) -> None:
         """A result or an error: a toast, and a one-line notice that stays in the transcript."""
-        self.notify(text, title=title, severity=severity, timeout=8)  # type: ignore[arg-type]
+        self.notify(text, title=title, severity=severity, timeout=8)
         if self.chat_visible:
             line = f"{title}: {text}" if title else text
             self.widget(Transcript).add_notice(line, error=severity == "error")

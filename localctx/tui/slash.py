@@ -36,8 +36,11 @@ if TYPE_CHECKING:  # the app's own type: the mixin is checked as part of a Textu
     import threading
 
     from textual.app import App
+    from textual.notifications import SeverityLevel
     from textual.widget import Widget
+    from textual.worker import Worker
 
+    from localctx.models.catalogue import ModelEntry
     from localctx.session import Session
     from localctx.tui.commands import CopyTarget
     from localctx.tui.settings import ChatSettings
@@ -82,7 +85,9 @@ class SlashCommands(_Base):
         @property
         def chat_visible(self) -> bool: ...
         def widget(self, kind: type[W]) -> W: ...
-        def report(self, text: str, *, severity: str = "information", title: str = "") -> None: ...
+        def report(
+            self, text: str, *, severity: SeverityLevel = "information", title: str = ""
+        ) -> None: ...
         def load_model(
             self,
             settings: ChatSettings,
@@ -91,7 +96,7 @@ class SlashCommands(_Base):
             resolve: bool = False,
             carry: list[Any] | None = None,
             activity: str = "loading the model…",
-        ) -> Any: ...
+        ) -> Worker[None]: ...  # a thread worker (@work)
         def _open(
             self,
             settings: ChatSettings,
@@ -101,7 +106,7 @@ class SlashCommands(_Base):
             carry: list[Any] | None = None,
             activity: str = "loading the model…",
         ) -> None: ...
-        def _offer_pull(self, entry: Any = None) -> None: ...
+        def _offer_pull(self, entry: ModelEntry | None = None) -> None: ...
         def _work(
             self, activity: str, cancel: threading.Event | None = None
         ) -> contextlib.AbstractContextManager[int]: ...
@@ -294,7 +299,8 @@ class SlashCommands(_Base):
         sampling = self.settings.sampling
         if parsed is not None:
             name, value = parsed
-            sampling = replace(sampling, **{name: value})  # type: ignore[arg-type]  # /set names a field
+            changes: dict[str, Any] = {name: value}  # /set names a Sampling field
+            sampling = replace(sampling, **changes)
             self.settings = replace(self.settings, sampling=sampling)
             self._remember_choice(**{name: value})
         await self._answer(
