@@ -20,28 +20,23 @@ import threading
 from collections.abc import Iterator
 from dataclasses import replace
 
-from localctx.engine.base import ChatMessage, Sampling, TokenEvent
+from localctx.engine.base import ChatMessage, Sampling
 from localctx.errors import BadInput, Cancelled, EngineFailed
 from localctx.memory.explicit import forget_everywhere
 from localctx.memory.recall import Forgotten
 from localctx.session_base import SessionBase
-from localctx.turns import TurnEvent, note_owner, stored_last_turn, token_view
+from localctx.turns import TurnEvent, note_owner, stored_last_turn
 
 
 class HistoryEdits(SessionBase):
     # ------------------------------------------------------------------ the newest exchange
-    def regenerate(
-        self, sampling: Sampling | None = None, *, cancel: threading.Event | None = None
-    ) -> Iterator[TokenEvent]:
-        """A new reply to the newest message, from the same context, without reading the
-        message again: the last reply's tokens leave the end of the cache (its row the store)
-        and the model answers anew. When the reply is not the end of the cache any more, the
-        exchange is taken back and the message sent again. (`turn(None)` gives its events.)"""
-        return token_view(self.turn(None, sampling, cancel=cancel))
-
     def _regenerate(
         self, sampling: Sampling, cancel: threading.Event | None
     ) -> Iterator[TurnEvent]:
+        """A new reply to the newest message, from the same context, without reading the
+        message again: the last reply's tokens leave the end of the cache (its row the store)
+        and the model answers anew. When the reply is not the end of the cache any more, the
+        exchange is taken back and the message sent again."""
         turn = self._last_turn or stored_last_turn(self.store, self._sid)
         if turn is None:
             raise BadInput("there is no reply to regenerate yet")
@@ -90,12 +85,9 @@ class HistoryEdits(SessionBase):
         n = 0
         while runs and runs[-1][0] in mine:
             n += len(runs.pop()[2])
-        if n:
-            with self.engine.cancellable(None):
-                self.engine.kv_remove(self.engine.n_past - n, -1)
-        only_pinned = self.engine.cells_used <= self.context.pinned_len
+        only_pinned = self.engine.cells_used - n <= self.context.pinned_len  # once they go
         before = None if only_pinned else turn.before
-        self.context.ledger.drop_tail(n, before, bool(before) and turn.before_open)
+        self.context.drop_tail(n, before, bool(before) and turn.before_open)
         text = None
         for i in range(len(self.messages) - 1, -1, -1):
             if self.messages[i]["role"] == "user":

@@ -148,6 +148,13 @@ class Session(HistoryEdits, ContextLifecycle, MemoryTiers):
         """
         return token_view(self.turn(user_text, sampling, cancel=cancel))
 
+    def regenerate(
+        self, sampling: Sampling | None = None, *, cancel: threading.Event | None = None
+    ) -> Iterator[TokenEvent]:
+        """A new reply to the newest message from the same context, as tokens (see
+        `HistoryEdits._regenerate`; `turn(None)` gives its events)."""
+        return token_view(self.turn(None, sampling, cancel=cancel))
+
     def _stream(
         self, user_text: str, sampling: Sampling, cancel: threading.Event | None
     ) -> Iterator[TurnEvent]:

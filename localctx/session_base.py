@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from localctx.context.cache import KvContext
@@ -172,20 +172,6 @@ class SessionBase:
         self, turn: Exchange, sampling: Sampling, cancel: threading.Event | None
     ) -> Iterator[TurnEvent]:
         raise NotImplementedError  # session
-
-    def turn(
-        self,
-        user_text: str | None,
-        sampling: Sampling | None = None,
-        *,
-        cancel: threading.Event | None = None,
-    ) -> Generator[TurnEvent, None, None]:
-        raise NotImplementedError  # session
-
-    def _regenerate(
-        self, sampling: Sampling, cancel: threading.Event | None
-    ) -> Iterator[TurnEvent]:
-        raise NotImplementedError  # history
 
     def _rebuild(self, drop: set[int] | None = None) -> None:
         raise NotImplementedError  # lifecycle
