@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from localctx.context import layout
-from localctx.engine.base import EngineSettings, Sampling
+from localctx.engine.base import Engine, EngineSettings, Sampling
 from localctx.engine.fake import FakeEngine
 from localctx.memory.recall import RecallStore
 from localctx.memory.retrieval import Candidate, excerpt, select_within_budget
@@ -26,7 +26,10 @@ def fake(n_ctx: int = 4096) -> FakeEngine:
     return FakeEngine(EngineSettings(model_path=Path("fake.gguf"), n_ctx=n_ctx))
 
 
-def stored(tmp_path: Path, engine: FakeEngine, name: str = "t", window: int = 600) -> Session:
+def stored(
+    tmp_path: Path, engine: Engine, name: str = "t", window: int = 600, per_turn: int = 0
+) -> Session:
+    """A session over stores in `tmp_path`; `per_turn` segments are summarized per turn."""
     return Session(
         engine,
         "You are a test.",
@@ -34,7 +37,7 @@ def stored(tmp_path: Path, engine: FakeEngine, name: str = "t", window: int = 60
         snapshots=SnapshotStore(tmp_path / "snaps"),
         name=name,
         window=window,
-        summarize_per_turn=0,
+        summarize_per_turn=per_turn,
     )
 
 

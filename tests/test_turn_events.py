@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from localctx.engine.base import EngineSettings, Sampling
-from localctx.engine.fake import FakeEngine
+from localctx.engine.base import Sampling
 from localctx.memory.recall import RecallStore
-from localctx.memory.snapshots import SnapshotStore
 from localctx.session import Session
 from localctx.turns import (
     Recalled,
@@ -21,25 +19,10 @@ from localctx.turns import (
     TokensGenerated,
     TurnFinished,
 )
+from tests.test_session import fake, stored
 
 FACT = "Remember this: the access code for the blue depot is 4471."
 FILLER = "The quick brown fox jumps over the lazy dog near the river bank. "
-
-
-def stored(tmp_path: Path, engine: object, window: int = 600, per_turn: int = 0) -> Session:
-    return Session(
-        engine,  # type: ignore[arg-type]
-        "You are a test.",
-        store=RecallStore(tmp_path / "recall.sqlite3"),
-        snapshots=SnapshotStore(tmp_path / "snaps"),
-        name="t",
-        window=window,
-        summarize_per_turn=per_turn,
-    )
-
-
-def fake() -> FakeEngine:
-    return FakeEngine(EngineSettings(model_path=Path("fake.gguf"), n_ctx=4096, n_batch=64))
 
 
 def test_a_turn_reads_recall_first_tokens_then_the_figures_last(tmp_path: Path) -> None:
@@ -62,7 +45,7 @@ def test_a_turn_reads_recall_first_tokens_then_the_figures_last(tmp_path: Path) 
 
 def test_evictions_and_summaries_arrive_as_events_within_their_turn(tmp_path: Path) -> None:
     engine = fake()
-    session = stored(tmp_path, engine, window=600, per_turn=2)
+    session = stored(tmp_path, engine, per_turn=2)
     engine.enqueue("ok")
     list(session.turn("first " + FILLER))
     before = session.eviction_count
