@@ -48,22 +48,13 @@ class LazyGroup(click.Group):
         for name in names:
             command = self.commands.get(name)
             if command is None:
-                rows.append((name, _shortened(self.lazy[name][1], limit)))
+                rows.append((name, _short_help(self.lazy[name][1], limit)))
             elif not command.hidden:
                 rows.append((name, command.get_short_help_str(limit)))
         with formatter.section("Commands"):
             formatter.write_dl(rows)
 
 
-def _shortened(line: str, limit: int) -> str:
-    """`line` cut at a word to fit `limit` characters with "...", as click cuts a help line."""
-    if len(line) <= limit:
-        return line
-    words: list[str] = []
-    used = 0
-    for word in line.split():
-        if used + len(word) + (1 if words else 0) > limit - 3:
-            break
-        used += len(word) + (1 if words else 0)
-        words.append(word)
-    return " ".join(words) + "..."
+def _short_help(line: str, limit: int) -> str:
+    """`line` cut to `limit` as click cuts a command's help (a bare Command costs nothing)."""
+    return click.Command(None, help=line).get_short_help_str(limit)
